@@ -1,0 +1,117 @@
+"""A stand-in for the A-Stats backend: just enough surface to exercise the deployment.
+
+`/health` for the container healthcheck, `/api/whoami` to see what the proxy forwards, and
+`/ws/dev-cockpit`, the WebSocket the real dev cockpit uses. Connection settings come from the
+environment the Pulumi program sets (`DATABASE_URL`, `SECRET_KEY`); their values are never
+logged or returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from functools import lru_cache
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from sqlalchemy import Engine, create_engine, text
+
+BROADCAST_PREFIX = "broadcast:"
+_REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+app = FastAPI(title="A-Stats demo backend")
+
+
+def database_url() -> str | None:
+    url = os.environ.get("DATABASE_URL")
+    if url and url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    return url or None
+
+
+@lru_cache(maxsize=1)
+def _engine(url: str) -> Engine:
+    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+
+
+class Cockpit:
+    """The WebSocket clients connected to this worker process.
+
+    With several Uvicorn workers a broadcast reaches the clients of one worker only; the
+    real backend fans out through its own channel, which this demo does not need.
+    """
+
+    def __init__(self) -> None:
+        self._clients: set[WebSocket] = set()
+
+    async def join(self, socket: WebSocket) -> None:
+        await socket.accept()
+        self._clients.add(socket)
+
+    def leave(self, socket: WebSocket) -> None:
+        self._clients.discard(socket)
+
+    async def broadcast(self, message: str) -> None:
+        clients = list(self._clients)
+        results = await asyncio.gather(
+            *(client.send_text(message) for client in clients), return_exceptions=True
+        )
+        for client, result in zip(clients, results, strict=True):
+            if isinstance(result, Exception):
+                self.leave(client)
+
+
+cockpit = Cockpit()
+
+
+@app.get("/health")
+def health() -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "database_configured": database_url() is not None,
+        "secret_key_configured": bool(os.environ.get("SECRET_KEY")),
+    }
+
+
+@app.get("/api/whoami")
+def whoami(request: Request) -> dict[str, Any]:
+    headers = {
+        name: ("<redacted>" if name in _REDACTED_HEADERS else value)
+        for name, value in request.headers.items()
+    }
+    return {
+        "client": request.client.host if request.client else None,
+        "scheme": request.url.scheme,
+        "headers": headers,
+    }
+
+
+@app.get("/api/db")
+def database_state() -> dict[str, Any]:
+    """The migration revision and row count, showing the schema Alembic created."""
+    url = database_url()
+    if url is None:
+        return {"configured": False}
+    with _engine(url).connect() as connection:
+        revision = connection.execute(
+            text("SELECT version_num FROM alembic_version")
+        ).scalar()
+        notes = connection.execute(text("SELECT count(*) FROM cockpit_notes")).scalar()
+    return {"configured": True, "revision": revision, "notes": notes}
+
+
+@app.websocket("/ws/dev-cockpit")
+async def dev_cockpit(socket: WebSocket) -> None:
+    """Echo each message to its sender; a `broadcast:` message goes to every client."""
+    await cockpit.join(socket)
+    try:
+        while True:
+            message = await socket.receive_text()
+            if message.startswith(BROADCAST_PREFIX):
+                await cockpit.broadcast(message)
+            else:
+                await socket.send_text(message)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        cockpit.leave(socket)
