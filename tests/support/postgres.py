@@ -12,7 +12,7 @@ Usage::
         subprocess.run(["pg_dump", "-Fc"], env=pg.env(), check=True)
         pg.psql("SELECT 1")
 
-Under CI (``CI=true``) a missing binary raises :class:`PostgresUnavailable` so the test fails;
+Under CI (``CI=true``) a missing binary raises :class:`PostgresUnavailableError` so the test fails;
 :func:`skip_or_fail` turns that into a pytest skip outside CI.
 """
 
@@ -39,7 +39,7 @@ APP_ROLE = "astats"
 APP_DATABASE = "astats"
 
 
-class PostgresUnavailable(RuntimeError):
+class PostgresUnavailableError(RuntimeError):
     """A PostgreSQL binary or the ``postgres`` OS user is missing."""
 
 
@@ -47,9 +47,7 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
-def find_binary(
-    name: str, dirs: tuple[str, ...] = SERVER_BIN_DIRS + CLIENT_BIN_DIRS
-) -> str:
+def find_binary(name: str, dirs: tuple[str, ...] = SERVER_BIN_DIRS + CLIENT_BIN_DIRS) -> str:
     """Absolute path of a PostgreSQL binary, looking in the usual places then on PATH."""
     for directory in dirs:
         candidate = Path(directory) / name
@@ -57,7 +55,7 @@ def find_binary(
             return str(candidate)
     found = shutil.which(name)
     if found is None:
-        raise PostgresUnavailable(
+        raise PostgresUnavailableError(
             f"{name} not found in {', '.join(dirs)} or PATH; install PostgreSQL 15 "
             "(server and client packages)"
         )
@@ -65,7 +63,7 @@ def find_binary(
 
 
 def check_available(extra_tools: tuple[str, ...] = ()) -> None:
-    """Raise :class:`PostgresUnavailable` unless a cluster can be started here."""
+    """Raise :class:`PostgresUnavailableError` unless a cluster can be started here."""
     for name in SERVER_TOOLS:
         find_binary(name, SERVER_BIN_DIRS)
     for name in CLIENT_TOOLS + extra_tools:
@@ -73,11 +71,9 @@ def check_available(extra_tools: tuple[str, ...] = ()) -> None:
     try:
         pwd.getpwnam(OS_USER)
     except KeyError as exc:
-        raise PostgresUnavailable(f"OS user {OS_USER!r} does not exist") from exc
+        raise PostgresUnavailableError(f"OS user {OS_USER!r} does not exist") from exc
     if os.geteuid() == 0 and shutil.which("runuser") is None:
-        raise PostgresUnavailable(
-            "runuser not found (needed to start postgres as non-root)"
-        )
+        raise PostgresUnavailableError("runuser not found (needed to start postgres as non-root)")
 
 
 def skip_or_fail(extra_tools: tuple[str, ...] = ()) -> None:
@@ -86,7 +82,7 @@ def skip_or_fail(extra_tools: tuple[str, ...] = ()) -> None:
 
     try:
         check_available(extra_tools)
-    except PostgresUnavailable as exc:
+    except PostgresUnavailableError as exc:
         if in_ci():
             pytest.fail(f"PostgreSQL unavailable under CI: {exc}")
         pytest.skip(f"PostgreSQL unavailable: {exc}")
@@ -148,9 +144,7 @@ class PostgresCluster:
             env.pop(key, None)
         chosen_user = user or self.user
         if password is None:
-            password = (
-                self.superuser_password if chosen_user == OS_USER else self.password
-            )
+            password = self.superuser_password if chosen_user == OS_USER else self.password
         if tcp and not self.tcp:
             raise ValueError("cluster was started without tcp=True")
         env.update(
@@ -189,9 +183,7 @@ class PostgresCluster:
             check=False,
         )
         if check and result.returncode != 0:
-            raise RuntimeError(
-                f"psql failed ({result.returncode}): {result.stderr.strip()}"
-            )
+            raise RuntimeError(f"psql failed ({result.returncode}): {result.stderr.strip()}")
         return result.stdout
 
     def _pg_ctl(self, *args: str) -> None:
@@ -284,9 +276,7 @@ def postgres_cluster(
             "shared_buffers": "128MB",
         }
         if not durable:
-            settings.update(
-                fsync="off", synchronous_commit="off", full_page_writes="off"
-            )
+            settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         settings.update(extra_conf or {})
         with (cluster.data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# throwaway test cluster\n")
