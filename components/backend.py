@@ -1,0 +1,113 @@
+"""The FastAPI backend under Uvicorn, started only after its migration has run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import quote
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import BackendSettings, DatabaseSettings, LoggingSettings
+from components.container import Attachment, Mount, ServiceSpec, service_container
+from components.secret_files import launcher_entrypoint, secret_uploads
+from components.workers import uvicorn_workers
+
+BACKEND_ALIAS = "backend"
+LOG_FILE = "LATEST_LOG.txt"
+
+
+def database_url(
+    db: DatabaseSettings, host: str, password: pulumi.Output[str]
+) -> pulumi.Output[str]:
+    return pulumi.Output.secret(
+        password.apply(
+            lambda pw: f"postgresql://{db.user}:{quote(pw, safe='')}@{host}:5432/{db.name}"
+        )
+    )
+
+
+def uvicorn_command(settings: BackendSettings) -> list[str]:
+    workers = uvicorn_workers(
+        cpus=settings.cpus,
+        memory_mb=settings.memory_mb,
+        worker_memory_mb=settings.worker_memory_mb,
+        override=settings.workers,
+    )
+    # nginx is the only peer on the edge network and the backend publishes no port by
+    # default, so trusting forwarded headers from any peer address is safe here.
+    return [
+        "uvicorn",
+        settings.app_module,
+        "--host=0.0.0.0",
+        f"--port={settings.port}",
+        f"--workers={workers}",
+        "--proxy-headers",
+        "--forwarded-allow-ips=*",
+    ]
+
+
+def http_health_test(port: int, path: str) -> list[str]:
+    script = (
+        "import urllib.request; "
+        f"urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=4).close()"
+    )
+    return ["CMD", "python", "-c", script]
+
+
+class Backend(pulumi.ComponentResource):
+    container: docker.Container
+    host: str = BACKEND_ALIAS
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        stack: str,
+        settings: BackendSettings,
+        database: DatabaseSettings,
+        database_host: str,
+        logging: LoggingSettings,
+        image: pulumi.Input[str],
+        db_password: pulumi.Output[str],
+        secret_key: pulumi.Output[str],
+        logs_volume: pulumi.Input[str],
+        edge_network: pulumi.Input[str],
+        data_network: pulumi.Input[str],
+        after: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("astats:backend:Backend", name, None, opts)
+        host_ports = (
+            [("127.0.0.1", settings.host_port, settings.port)] if settings.host_port else []
+        )
+        self.container = service_container(
+            "backend",
+            ServiceSpec(
+                service="backend",
+                image=image,
+                memory_mb=settings.memory_mb,
+                cpus=settings.cpus,
+                entrypoint=launcher_entrypoint(),
+                command=uvicorn_command(settings),
+                envs={**settings.env, "LOG_DIR": settings.log_dir},
+                uploads=secret_uploads(
+                    {
+                        "DATABASE_URL": database_url(database, database_host, db_password),
+                        "SECRET_KEY": secret_key,
+                    }
+                ),
+                mounts=[Mount(logs_volume, settings.log_dir)],
+                networks=[
+                    Attachment(edge_network, aliases=[BACKEND_ALIAS]),
+                    Attachment(data_network),
+                ],
+                host_ports=host_ports,
+                health_test=http_health_test(settings.port, settings.health_path),
+                healthcheck=settings.healthcheck,
+            ),
+            stack=stack,
+            logging=logging,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )
+        self.register_outputs({"container": self.container.name})

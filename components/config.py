@@ -1,0 +1,445 @@
+"""The stack's configuration: one validated model built from the `astats` config namespace.
+
+Every non-secret setting lives in `Pulumi.<stack>.yaml`; secrets are read with
+`require_secret`/`get_secret` and stay `pulumi.Output` secrets. Any problem is reported as a
+`ConfigError` naming the key and the `pulumi config` command that fixes it, before a single
+resource is registered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "astats"
+
+SECRET_KEYS: dict[str, str] = {
+    "dbPassword": "the PostgreSQL password of the application role",
+    "secretKey": "the backend's SECRET_KEY",
+    "backupS3AccessKeyId": "the access key id for offsite backups",
+    "backupS3SecretAccessKey": "the secret access key for offsite backups",
+}
+REQUIRED_SECRETS = ("dbPassword", "secretKey")
+OFFSITE_SECRETS = ("backupS3AccessKeyId", "backupS3SecretAccessKey")
+
+MemoryMb = Annotated[int, Field(ge=32, le=262_144, description="Memory limit in MB.")]
+Cpus = Annotated[float, Field(gt=0, le=64, description="CPU limit in cores.")]
+Port = Annotated[int, Field(ge=1, le=65_535)]
+UrlPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$")]
+Size = Annotated[
+    str, Field(pattern=r"^[0-9]+[kmgKMG]?$", description="nginx/docker size: 10m, 512k.")
+]
+
+
+class Settings(BaseModel):
+    """Base for every settings block: camelCase keys, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Healthcheck(Settings):
+    interval_s: int = Field(10, ge=1, le=3600)
+    timeout_s: int = Field(5, ge=1, le=3600)
+    retries: int = Field(5, ge=1, le=100)
+    start_period_s: int = Field(10, ge=0, le=3600)
+
+    @property
+    def budget_s(self) -> int:
+        """The longest a container can take to become healthy under this check."""
+        return self.start_period_s + self.retries * (self.interval_s + self.timeout_s)
+
+
+class BuildSettings(Settings):
+    context: str = Field(description="Build context, relative to the project directory.")
+    dockerfile: str = Field("Dockerfile", description="Dockerfile, relative to the context.")
+    target: str | None = Field(None, description="Multi-stage build target.")
+    args: dict[str, str] = Field(default_factory=dict, description="Build arguments.")
+
+
+class AppImageSettings(Settings):
+    """An application service: either a ready image reference or a build."""
+
+    image: str | None = Field(None, description="Image reference to run as is.")
+    build: BuildSettings | None = Field(None, description="Build the image from source.")
+    memory_mb: MemoryMb = 512
+    cpus: Cpus = 1.0
+    host_port: Port | None = Field(None, description="Publish directly on the host (debugging).")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra non-secret env.")
+    healthcheck: Healthcheck = Healthcheck()
+
+    @model_validator(mode="after")
+    def _image_or_build(self) -> AppImageSettings:
+        if (self.image is None) == (self.build is None):
+            raise ValueError("set exactly one of `image` (a reference) or `build` (a context)")
+        return self
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if _looks_secret(name):
+                raise ValueError(
+                    f"{name!r} looks like a secret; secrets belong in `pulumi config set --secret`"
+                )
+        return env
+
+
+class BackendSettings(AppImageSettings):
+    memory_mb: MemoryMb = 1024
+    port: Port = Field(8000, description="Port Uvicorn listens on inside the container.")
+    app_module: str = Field("app.main:app", description="The ASGI app Uvicorn serves.")
+    health_path: UrlPath = "/health"
+    workers: int | None = Field(None, ge=1, le=64, description="Override the derived count.")
+    worker_memory_mb: int = Field(256, ge=32, description="Memory budget of one worker.")
+    api_prefixes: tuple[UrlPath, ...] = Field(
+        ("/api/", "/docs", "/openapi.json", "/health"), min_length=1
+    )
+    migration_command: tuple[str, ...] = Field(("alembic", "upgrade", "head"), min_length=1)
+    log_dir: str = Field("/app/logs", description="Where the backend writes LATEST_LOG.txt.")
+    healthcheck: Healthcheck = Healthcheck(start_period_s=20)
+
+
+class FrontendSettings(AppImageSettings):
+    port: Port = Field(3000, description="Port Next.js listens on inside the container.")
+    health_path: UrlPath = "/"
+    healthcheck: Healthcheck = Healthcheck(start_period_s=20)
+
+
+class DatabaseSettings(Settings):
+    image: str = "postgres:15-bookworm"
+    name: str = Field("astats", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    user: str = Field("astats", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    memory_mb: MemoryMb = 1024
+    cpus: Cpus = 1.0
+    shm_size_mb: int = Field(256, ge=64, le=65_536)
+    volume_name: str | None = Field(
+        None, description="Data volume name; set it to adopt an existing (compose) volume."
+    )
+    protect_volume: bool = Field(
+        True, description="Refuse to delete or replace the data volume (pulumi state unprotect)."
+    )
+    healthcheck: Healthcheck = Healthcheck(interval_s=5, retries=10, start_period_s=30)
+
+
+class WebSocketSettings(Settings):
+    path: UrlPath = "/ws/dev-cockpit"
+    read_timeout_s: int = Field(3600, ge=1, le=604_800)
+    send_timeout_s: int = Field(3600, ge=1, le=604_800)
+
+
+class NginxSettings(Settings):
+    image: str = "nginx:1.27-bookworm"
+    http_port: Port = Field(8080, description="Host port nginx publishes.")
+    bind_address: str = Field("0.0.0.0", description="Host address the port is bound to.")
+    memory_mb: MemoryMb = 128
+    cpus: Cpus = 0.5
+    client_max_body_size: Size = "10m"
+    proxy_read_timeout_s: int = Field(60, ge=1, le=3600, description="Plain HTTP requests.")
+    gzip: bool = True
+    static_cache_days: int = Field(365, ge=0, le=3650)
+    websocket: WebSocketSettings = WebSocketSettings()
+    healthcheck: Healthcheck = Healthcheck(interval_s=10, retries=3, start_period_s=5)
+
+
+class LoggingSettings(Settings):
+    max_size: Size = "10m"
+    max_file: int = Field(5, ge=1, le=100)
+
+
+class S3Settings(Settings):
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(None, description="For S3-compatible stores (MinIO, ...).")
+
+
+class BackupSettings(Settings):
+    enabled: bool = Field(True, description="Run the scheduled backup/maintenance container.")
+    interval_minutes: int = Field(360, ge=5, le=10_080)
+    keep_last: int = Field(7, ge=1, le=1000)
+    keep_daily: int = Field(7, ge=0, le=1000)
+    keep_weekly: int = Field(4, ge=0, le=1000)
+    memory_mb: MemoryMb = 256
+    cpus: Cpus = 0.5
+    volume_name: str | None = Field(None, description="Backups volume name.")
+    log_rotate_max_mb: int = Field(10, ge=1, le=10_240)
+    log_rotate_keep: int = Field(5, ge=1, le=100)
+    s3: S3Settings | None = Field(None, description="Offsite copies; needs the S3 secrets.")
+
+
+class StackSettings(Settings):
+    """Every non-secret setting of a stack, as found under `astats:` in Pulumi.<stack>.yaml."""
+
+    public_host: str = Field("localhost", description="Host name in the public URL.")
+    database: DatabaseSettings = DatabaseSettings()
+    backend: BackendSettings = BackendSettings(
+        build=BuildSettings(context="examples/demo-app/backend")
+    )
+    frontend: FrontendSettings = FrontendSettings(
+        build=BuildSettings(context="examples/demo-app/frontend")
+    )
+    nginx: NginxSettings = NginxSettings()
+    logging: LoggingSettings = LoggingSettings()
+    backup: BackupSettings = BackupSettings()
+
+    @model_validator(mode="after")
+    def _host_ports_distinct(self) -> StackSettings:
+        published: dict[int, str] = {}
+        for key, port in (
+            ("nginx.httpPort", self.nginx.http_port),
+            ("backend.hostPort", self.backend.host_port),
+            ("frontend.hostPort", self.frontend.host_port),
+        ):
+            if port is None:
+                continue
+            if port in published:
+                raise ValueError(
+                    f"{published[port]} and {key} both publish host port {port}; "
+                    f"change one, e.g. pulumi config set --path '{NAMESPACE}:{key}' {port + 1}"
+                )
+            published[port] = key
+        return self
+
+    @model_validator(mode="after")
+    def _websocket_not_shadowed(self) -> StackSettings:
+        ws = self.nginx.websocket.path
+        for prefix in self.backend.api_prefixes:
+            if ws.startswith(prefix) and prefix != "/":
+                raise ValueError(
+                    f"nginx.websocket.path {ws} lies under backend.apiPrefixes entry {prefix}; "
+                    "the WebSocket location needs its own prefix"
+                )
+        return self
+
+
+class StackSecrets(BaseModel):
+    """The stack's secrets, never unwrapped: each is a secret `pulumi.Output`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    db_password: pulumi.Output[str]
+    secret_key: pulumi.Output[str]
+    s3_access_key_id: pulumi.Output[str] | None = None
+    s3_secret_access_key: pulumi.Output[str] | None = None
+
+
+class StackConfig(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    stack: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    project_dir: str
+    settings: StackSettings
+    secrets: StackSecrets
+
+
+class ConfigError(pulumi.RunError):
+    """Bad or missing configuration; the message lists every problem and its fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        body = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid configuration for namespace '{NAMESPACE}':\n{body}")
+
+
+def _looks_secret(name: str) -> bool:
+    return bool(re.search(r"PASSWORD|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY", name.upper()))
+
+
+def _configured_keys() -> dict[str, bool]:
+    """Every key set under the namespace, mapped to whether Pulumi holds it as a secret.
+
+    The SDK has no public listing; the language host hands config to the program through
+    PULUMI_CONFIG (real runs) or `set_all_config` (mocks), so both are read.
+    """
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret = set(runtime_config.get_config_secret_keys_env()) | set(
+        runtime_config._SECRET_KEYS.get()
+    )
+    prefix = f"{NAMESPACE}:"
+    return {k[len(prefix) :]: k in secret for k in raw if k.startswith(prefix)}
+
+
+def _set_command(path: tuple[str | int, ...], example: object = "<value>") -> str:
+    key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+    if len(path) == 1:
+        return f"pulumi config set {NAMESPACE}:{key} {example}"
+    return f"pulumi config set --path '{NAMESPACE}:{key}' {example}"
+
+
+def _decode(value: str) -> Any:
+    """Structured values arrive JSON-encoded; scalars as strings pydantic coerces."""
+    if value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _validation_problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        path = tuple(
+            p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        )
+        key = ".".join(str(p) for p in path) if path else "(stack)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            parent, name = path[:-1], str(path[-1])
+            known = _known_fields(parent)
+            hint = difflib.get_close_matches(name, known, n=1)
+            guess = f" (did you mean '{hint[0]}'?)" if hint else ""
+            problems.append(
+                f"{NAMESPACE}:{key}: unknown setting{guess}; known here: {', '.join(sorted(known))}"
+            )
+            continue
+        if item["type"] == "missing":
+            fix = _set_command(path)
+        elif item["type"].startswith("value_error") and "pulumi config set" in message:
+            fix = ""
+        else:
+            fix = _set_command(path)
+        shown = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
+        line = f"{NAMESPACE}:{key}: {message}{shown}"
+        problems.append(f"{line}; fix: {fix}" if fix else line)
+    return problems
+
+
+def _known_fields(path: tuple[str | int, ...]) -> list[str]:
+    model: type[BaseModel] = StackSettings
+    for part in path:
+        if not isinstance(part, str):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        annotation = field.annotation if field else None
+        inner = [
+            a
+            for a in getattr(annotation, "__args__", (annotation,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not inner:
+            return []
+        model = inner[0]
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _read_secrets(
+    config: pulumi.Config, keys: dict[str, bool], offsite: bool
+) -> tuple[dict[str, pulumi.Output[str]], list[str]]:
+    problems: list[str] = []
+    wanted = REQUIRED_SECRETS + (OFFSITE_SECRETS if offsite else ())
+    found: dict[str, pulumi.Output[str]] = {}
+    for key in wanted:
+        fix = f"pulumi config set --secret {NAMESPACE}:{key} <value>"
+        if key not in keys:
+            why = f" ({SECRET_KEYS[key]})"
+            need = " because backup.s3 is set" if key in OFFSITE_SECRETS else ""
+            problems.append(f"{NAMESPACE}:{key}: missing secret{why}{need}; fix: {fix}")
+        elif not keys[key]:
+            problems.append(
+                f"{NAMESPACE}:{key}: stored in plain text in Pulumi.<stack>.yaml; "
+                f"re-set it encrypted: {fix}"
+            )
+        else:
+            found[key] = config.require_secret(key)
+    return found, problems
+
+
+def _missing_build_files(settings: StackSettings, project_dir: str) -> list[str]:
+    problems = []
+    for service, app in (("backend", settings.backend), ("frontend", settings.frontend)):
+        if app.build is None:
+            continue
+        dockerfile = Path(project_dir) / app.build.context / app.build.dockerfile
+        if not dockerfile.is_file():
+            key = f"{service}.build.context"
+            problems.append(
+                f"{NAMESPACE}:{key}: no {app.build.dockerfile} in {app.build.context!r} "
+                f"(relative to {project_dir}); fix: {_set_command(tuple(key.split('.')), '<dir>')} "
+                f"or use a ready image: {_set_command((service, 'image'), '<image>')}"
+            )
+    return problems
+
+
+def load_stack_config(project_dir: str) -> StackConfig:
+    """Read and validate the `astats` namespace, or raise one ConfigError listing every fault."""
+    config = pulumi.Config(NAMESPACE)
+    keys = _configured_keys()
+    problems: list[str] = []
+
+    raw: dict[str, Any] = {}
+    top_level = _known_fields(())
+    for key, is_secret in sorted(keys.items()):
+        if key in SECRET_KEYS:
+            continue
+        if key not in top_level:
+            hint = difflib.get_close_matches(key, [*top_level, *SECRET_KEYS], n=1)
+            guess = f" (did you mean '{hint[0]}'?)" if hint else ""
+            problems.append(
+                f"{NAMESPACE}:{key}: unknown setting{guess}; "
+                f"remove it with: pulumi config rm {NAMESPACE}:{key}"
+            )
+            continue
+        if is_secret:
+            problems.append(
+                f"{NAMESPACE}:{key}: is not a secret setting but is stored as one; "
+                f"fix: pulumi config set {NAMESPACE}:{key} <value> (without --secret)"
+            )
+            continue
+        value = config.get(key)
+        if value is not None:
+            raw[key] = _decode(value)
+
+    settings: StackSettings | None = None
+    try:
+        settings = StackSettings.model_validate(raw)
+    except ValidationError as error:
+        problems.extend(_validation_problems(error))
+
+    if settings is not None:
+        problems.extend(_missing_build_files(settings, project_dir))
+    offsite = settings is not None and settings.backup.s3 is not None
+    secrets, secret_problems = _read_secrets(config, keys, offsite)
+    problems.extend(secret_problems)
+
+    if problems or settings is None:
+        raise ConfigError(problems)
+    try:
+        return StackConfig(
+            stack=pulumi.get_stack(),
+            project_dir=project_dir,
+            settings=settings,
+            secrets=StackSecrets(
+                db_password=secrets["dbPassword"],
+                secret_key=secrets["secretKey"],
+                s3_access_key_id=secrets.get("backupS3AccessKeyId"),
+                s3_secret_access_key=secrets.get("backupS3SecretAccessKey"),
+            ),
+        )
+    except ValidationError as error:
+        raise ConfigError(
+            [
+                f"stack name {pulumi.get_stack()!r}: {e['msg']}; use lower-case letters, "
+                "digits and dashes (pulumi stack rename <name>)"
+                for e in error.errors()
+            ]
+        ) from None

@@ -1,0 +1,155 @@
+"""The one place where a service becomes a `docker.Container` with the operators' defaults.
+
+Every long-running container gets the contract labels, json-file log rotation, a restart policy,
+a memory and cpu limit, `no-new-privileges`, and a healthcheck that `pulumi up` waits for, with a
+`wait_timeout` sized from the healthcheck's own budget so slow starts do not fail a rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import Healthcheck, LoggingSettings
+
+WAIT_MARGIN_S = 30
+RESTART_POLICY = "unless-stopped"
+STOP_GRACE_S = 30
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A network the container joins, with the DNS aliases it answers to there."""
+
+    network: pulumi.Input[str]
+    aliases: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A named volume mounted into the container."""
+
+    volume: pulumi.Input[str]
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file written into the container before it starts (configs, secret files)."""
+
+    path: str
+    content: pulumi.Input[str]
+    mode: str = "0444"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What differs between services; everything else is decided by `service_container`."""
+
+    service: str
+    image: pulumi.Input[str]
+    memory_mb: int
+    cpus: float
+    health_test: Sequence[str]
+    healthcheck: Healthcheck
+    command: Sequence[pulumi.Input[str]] = ()
+    entrypoint: Sequence[str] = ()
+    envs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    networks: Sequence[Attachment] = ()
+    mounts: Sequence[Mount] = ()
+    uploads: Sequence[Upload] = ()
+    host_ports: Sequence[tuple[str, int, int]] = ()
+    """(bind address, host port, container port)"""
+    exclusive: bool = False
+    """At most one instance may run at once (a data directory, a scheduler)."""
+    shm_size_mb: int | None = None
+    user: str | None = None
+
+
+def wait_timeout_s(healthcheck: Healthcheck) -> int:
+    """How long `pulumi up` waits for "healthy": the check's whole budget plus a margin."""
+    return healthcheck.budget_s + WAIT_MARGIN_S
+
+
+def contract_labels(stack: str, service: str) -> dict[str, str]:
+    return {"astats.stack": stack, "astats.service": service}
+
+
+def service_container(
+    name: str,
+    spec: ServiceSpec,
+    *,
+    stack: str,
+    logging: LoggingSettings,
+    opts: pulumi.ResourceOptions,
+) -> docker.Container:
+    """Register the container for `spec` under the component that owns it (`opts.parent`)."""
+    check = spec.healthcheck
+    # Containers with a host port, or that must never run twice (a data directory, a
+    # scheduler), are removed before their replacement starts; the rest are replaced
+    # create-before-delete, so a healthy successor exists before the old one goes.
+    exclusive = spec.exclusive or bool(spec.host_ports)
+    options = pulumi.ResourceOptions.merge(
+        opts,
+        pulumi.ResourceOptions(
+            delete_before_replace=exclusive,
+            # The upstream provider has been seen to ignore healthcheck edits in place.
+            replace_on_changes=["healthcheck"],
+        ),
+    )
+    return docker.Container(
+        name,
+        image=spec.image,
+        command=list(spec.command) or None,
+        entrypoints=list(spec.entrypoint) or None,
+        envs=[pulumi.Output.concat(k, "=", v) for k, v in sorted(spec.envs.items())] or None,
+        labels=[
+            docker.ContainerLabelArgs(label=k, value=v)
+            for k, v in sorted(contract_labels(stack, spec.service).items())
+        ],
+        restart=RESTART_POLICY,
+        memory=spec.memory_mb,
+        memory_swap=spec.memory_mb,
+        cpus=f"{spec.cpus:g}",
+        shm_size=spec.shm_size_mb,
+        user=spec.user,
+        security_opts=["no-new-privileges:true"],
+        log_driver="json-file",
+        log_opts={"max-size": logging.max_size, "max-file": str(logging.max_file)},
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=list(spec.health_test),
+            interval=f"{check.interval_s}s",
+            timeout=f"{check.timeout_s}s",
+            retries=check.retries,
+            start_period=f"{check.start_period_s}s",
+        ),
+        wait=True,
+        wait_timeout=wait_timeout_s(check),
+        destroy_grace_seconds=STOP_GRACE_S,
+        networks_advanced=[
+            docker.ContainerNetworksAdvancedArgs(name=a.network, aliases=list(a.aliases) or None)
+            for a in spec.networks
+        ],
+        volumes=[
+            docker.ContainerVolumeArgs(
+                volume_name=m.volume, container_path=m.target, read_only=m.read_only
+            )
+            for m in spec.mounts
+        ]
+        or None,
+        uploads=[
+            docker.ContainerUploadArgs(file=u.path, content=u.content, permissions=u.mode)
+            for u in spec.uploads
+        ]
+        or None,
+        ports=[
+            docker.ContainerPortArgs(ip=ip, external=host, internal=inner)
+            for ip, host, inner in spec.host_ports
+        ]
+        or None,
+        opts=options,
+    )

@@ -1,0 +1,68 @@
+"""PostgreSQL: a retained data volume, no host port, the password delivered as a file."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import DatabaseSettings, LoggingSettings
+from components.container import Attachment, Mount, ServiceSpec, Upload, service_container
+from components.image import referenced_image
+
+DB_ALIAS = "db"
+PASSWORD_FILE = "/run/secrets/db_password"
+PGDATA = "/var/lib/postgresql/data"
+
+
+def pg_isready_test(settings: DatabaseSettings) -> list[str]:
+    # Over TCP on purpose: during first initialisation the image's entrypoint runs a
+    # temporary server on the unix socket only, which must not count as ready.
+    return ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", settings.user, "-d", settings.name]
+
+
+class Database(pulumi.ComponentResource):
+    container: docker.Container
+    host: str = DB_ALIAS
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        stack: str,
+        settings: DatabaseSettings,
+        logging: LoggingSettings,
+        password: pulumi.Output[str],
+        volume: pulumi.Input[str],
+        network: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("astats:database:Database", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.settings = settings
+        image = referenced_image("image", reference=settings.image, opts=child)
+        self.container = service_container(
+            "db",
+            ServiceSpec(
+                service="db",
+                image=image,
+                memory_mb=settings.memory_mb,
+                cpus=settings.cpus,
+                shm_size_mb=settings.shm_size_mb,
+                envs={
+                    "POSTGRES_DB": settings.name,
+                    "POSTGRES_USER": settings.user,
+                    "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
+                    "PGDATA": PGDATA,
+                },
+                uploads=[Upload(PASSWORD_FILE, password)],
+                mounts=[Mount(volume, PGDATA)],
+                networks=[Attachment(network, aliases=[DB_ALIAS])],
+                health_test=pg_isready_test(settings),
+                healthcheck=settings.healthcheck,
+                exclusive=True,
+            ),
+            stack=stack,
+            logging=logging,
+            opts=child,
+        )
+        self.register_outputs({"container": self.container.name, "host": DB_ALIAS})

@@ -1,0 +1,49 @@
+"""Images the stack runs: built from a context in this repo, or a given reference."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import AppImageSettings, BuildSettings
+
+
+def built_image(
+    name: str, *, repository: str, build: BuildSettings, opts: pulumi.ResourceOptions
+) -> pulumi.Output[str]:
+    """Build locally with BuildKit (cache mounts persist between builds); return the image id.
+
+    Containers run the image *id*: a rebuild that changes the image replaces them, while a
+    rebuild that yields the same image (or none, the context being unchanged) changes nothing.
+    """
+    image = docker.Image(
+        name,
+        image_name=f"{repository}:latest",
+        build=docker.DockerBuildArgs(
+            context=build.context,
+            dockerfile=f"{build.context}/{build.dockerfile}",
+            target=build.target,
+            args=dict(sorted(build.args.items())) or None,
+            builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
+        ),
+        skip_push=True,
+        opts=opts,
+    )
+    return image.repo_digest
+
+
+def referenced_image(
+    name: str, *, reference: str, opts: pulumi.ResourceOptions
+) -> pulumi.Output[str]:
+    """Pull (or find locally) a given image; keep it on destroy, other stacks may share it."""
+    image = docker.RemoteImage(name, name=reference, keep_locally=True, opts=opts)
+    return image.image_id
+
+
+def app_image(
+    name: str, *, repository: str, settings: AppImageSettings, opts: pulumi.ResourceOptions
+) -> pulumi.Output[str]:
+    if settings.build is not None:
+        return built_image(name, repository=repository, build=settings.build, opts=opts)
+    assert settings.image is not None  # guaranteed by AppImageSettings' validator
+    return referenced_image(name, reference=settings.image, opts=opts)

@@ -1,0 +1,66 @@
+"""One-shot jobs (pre-migration backup, migration) as `docker run` command lines.
+
+A job is run by pulumi-command rather than as a `docker.Container`: a container with
+`attach`/`must_run=False` records a non-zero exit code without failing the rollout, while a
+command's non-zero exit fails `pulumi up` with the job's own output and leaves nothing in state,
+so the next `up` tries again.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components.container import contract_labels
+
+# Reads one line (the secret) from stdin into the variable named by $0, then execs the job:
+# the secret never appears in an argument list, the container's configuration, or the state.
+SECRET_FROM_STDIN = (
+    'IFS= read -r value || [ -n "$value" ]; export "$0=$value"; unset value; exec "$@"'
+)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    stack: str
+    name: str
+    """Fixed container name: a second run of the same job cannot start while one runs."""
+    service: str
+    image: pulumi.Input[str]
+    network: pulumi.Input[str]
+    command: Sequence[str]
+    memory_mb: int
+    secret_env: str
+    """Name of the variable that receives the secret sent on stdin."""
+    envs: Mapping[str, str] = field(default_factory=dict)
+    volumes: Sequence[tuple[pulumi.Input[str], str]] = ()
+
+
+def docker_run_command(job: JobSpec) -> pulumi.Output[str]:
+    """The shell command that runs `job` to completion and exits with its status."""
+    volume_names = [v for v, _ in job.volumes]
+
+    def render(args: list[str]) -> str:
+        image, network, *volumes = args
+        argv = [
+            "docker",
+            "run",
+            "--rm",
+            "--interactive",
+            f"--name=astats-{job.stack}-{job.name}",
+            f"--network={network}",
+            f"--memory={job.memory_mb}m",
+            "--security-opt=no-new-privileges:true",
+        ]
+        argv += [
+            f"--label={k}={v}" for k, v in sorted(contract_labels(job.stack, job.service).items())
+        ]
+        argv += [f"--env={k}={v}" for k, v in sorted(job.envs.items())]
+        argv += [f"--volume={name}:{target}" for name, (_, target) in zip(volumes, job.volumes, strict=True)]
+        argv += ["--entrypoint=/bin/sh", image, "-c", SECRET_FROM_STDIN, job.secret_env]
+        return shlex.join([*argv, *job.command])
+
+    return pulumi.Output.all(job.image, job.network, *volume_names).apply(render)

@@ -1,0 +1,97 @@
+"""The guarded migration: a verified backup, then `alembic upgrade head`, then (elsewhere) the
+backend. Both jobs run when the backend image or the migration changes, never on a no-op up."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_command as command
+
+from components.backend import database_url
+from components.backup import BACKUPS_MOUNT
+from components.config import BackendSettings, DatabaseSettings
+from components.jobs import JobSpec, docker_run_command
+
+
+def backup_job_command() -> list[str]:
+    return ["python3", "-m", "astats_ops", "backup", "--dest", BACKUPS_MOUNT]
+
+
+class Migration(pulumi.ComponentResource):
+    backup: command.local.Command
+    migration: command.local.Command
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        stack: str,
+        backend: BackendSettings,
+        database: DatabaseSettings,
+        database_host: str,
+        backend_image: pulumi.Input[str],
+        backup_image: pulumi.Input[str],
+        backups_volume: pulumi.Input[str],
+        data_network: pulumi.Input[str],
+        db_password: pulumi.Output[str],
+        after: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("astats:migration:Migration", name, None, opts)
+        # Everything the migration's command line is made of. It replaces the backup job, and
+        # the migration is replaced only by a new backup's path: no input change can re-run
+        # the migration without a fresh backup in the same rollout.
+        fingerprint: list[pulumi.Input[str]] = [
+            backend_image,
+            " ".join(backend.migration_command),
+            database.name,
+            database.user,
+            database_host,
+        ]
+        self.backup = command.local.Command(
+            "pre-migration-backup",
+            create=docker_run_command(
+                JobSpec(
+                    stack=stack,
+                    name="pre-migration-backup",
+                    service="backup",
+                    image=backup_image,
+                    network=data_network,
+                    command=backup_job_command(),
+                    memory_mb=512,
+                    secret_env="PGPASSWORD",
+                    envs={
+                        "PGHOST": database_host,
+                        "PGPORT": "5432",
+                        "PGUSER": database.user,
+                        "PGDATABASE": database.name,
+                    },
+                    volumes=[(backups_volume, BACKUPS_MOUNT)],
+                )
+            ),
+            stdin=pulumi.Output.concat(db_password, "\n"),
+            triggers=fingerprint,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )
+        self.migration = command.local.Command(
+            "migration",
+            create=docker_run_command(
+                JobSpec(
+                    stack=stack,
+                    name="migration",
+                    service="migration",
+                    image=backend_image,
+                    network=data_network,
+                    command=backend.migration_command,
+                    memory_mb=backend.memory_mb,
+                    secret_env="DATABASE_URL",
+                )
+            ),
+            stdin=pulumi.Output.concat(database_url(database, database_host, db_password), "\n"),
+            triggers=[self.backup.stdout],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.backup]),
+        )
+        self.register_outputs(
+            {"preMigrationBackup": self.backup.stdout, "migrationOutput": self.migration.stdout}
+        )

@@ -1,0 +1,23 @@
+"""The two networks: an edge network for the web tier and an internal one for the data tier."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+
+class Networks(pulumi.ComponentResource):
+    """`edge` carries nginx, frontend and backend; `data`, with no route out, the database."""
+
+    edge: docker.Network
+    data: docker.Network
+
+    def __init__(self, name: str, *, stack: str, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("astats:network:Networks", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = [docker.NetworkLabelArgs(label="astats.stack", value=stack)]
+        self.edge = docker.Network("edge", name=f"astats-{stack}-edge", labels=labels, opts=child)
+        self.data = docker.Network(
+            "data", name=f"astats-{stack}-data", internal=True, labels=labels, opts=child
+        )
+        self.register_outputs({"edge": self.edge.name, "data": self.data.name})

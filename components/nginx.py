@@ -1,0 +1,64 @@
+"""nginx: the only published port; routes the API and the dev cockpit's WebSocket to the
+backend and everything else to the frontend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import LoggingSettings, NginxSettings
+from components.container import Attachment, ServiceSpec, Upload, service_container
+from components.image import referenced_image
+from components.nginx_conf import Upstreams, render_nginx_conf
+
+CONFIG_PATH = "/etc/nginx/nginx.conf"
+LISTEN_PORT = 80
+
+
+def nginx_health_test() -> list[str]:
+    return ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{LISTEN_PORT}/healthz"]
+
+
+class Nginx(pulumi.ComponentResource):
+    container: docker.Container
+    config_text: str
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        stack: str,
+        settings: NginxSettings,
+        api_prefixes: Sequence[str],
+        upstreams: Upstreams,
+        logging: LoggingSettings,
+        edge_network: pulumi.Input[str],
+        after: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("astats:nginx:Nginx", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.config_text = render_nginx_conf(
+            settings, api_prefixes, upstreams, listen_port=LISTEN_PORT
+        )
+        image = referenced_image("image", reference=settings.image, opts=child)
+        self.container = service_container(
+            "nginx",
+            ServiceSpec(
+                service="nginx",
+                image=image,
+                memory_mb=settings.memory_mb,
+                cpus=settings.cpus,
+                uploads=[Upload(CONFIG_PATH, self.config_text)],
+                networks=[Attachment(edge_network)],
+                host_ports=[(settings.bind_address, settings.http_port, LISTEN_PORT)],
+                health_test=nginx_health_test(),
+                healthcheck=settings.healthcheck,
+            ),
+            stack=stack,
+            logging=logging,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )
+        self.register_outputs({"container": self.container.name})

@@ -1,0 +1,149 @@
+"""Bad or missing config fails before any resource exists, naming the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from components.config import (
+    BackendSettings,
+    ConfigError,
+    Healthcheck,
+    StackSettings,
+)
+from tests.pulumi_harness import DEV_SECRETS, dev_config, evaluate
+
+
+def failing(settings=None, secrets=None, **kwargs) -> str:
+    with pytest.raises(ConfigError) as caught:
+        evaluate(settings, secrets, **kwargs)
+    return str(caught.value)
+
+
+def test_dev_config_is_valid_as_committed() -> None:
+    StackSettings.model_validate(dev_config())
+
+
+def test_every_default_is_valid() -> None:
+    settings = StackSettings()
+    assert settings.nginx.websocket.path == "/ws/dev-cockpit"
+    assert settings.nginx.websocket.read_timeout_s > 60
+
+
+@pytest.mark.parametrize("missing", ["dbPassword", "secretKey"])
+def test_missing_secret_names_the_key_and_the_command(missing: str) -> None:
+    secrets = {k: v for k, v in DEV_SECRETS.items() if k != missing}
+    message = failing(secrets=secrets)
+    assert f"astats:{missing}: missing secret" in message
+    assert f"pulumi config set --secret astats:{missing} <value>" in message
+
+
+def test_missing_secret_registers_no_resource() -> None:
+    from tests import pulumi_harness
+
+    recorded: list[object] = []
+    original = pulumi_harness.RecordingMonitor.RegisterResource
+
+    def spy(self, request):  # type: ignore[no-untyped-def]
+        recorded.append(request.type)
+        return original(self, request)
+
+    pulumi_harness.RecordingMonitor.RegisterResource = spy  # type: ignore[method-assign]
+    try:
+        failing(secrets={"secretKey": "x"})
+    finally:
+        pulumi_harness.RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
+    assert [t for t in recorded if t != "pulumi:pulumi:Stack"] == []
+
+
+def test_secret_stored_in_plain_text_is_refused() -> None:
+    message = failing(secrets={"secretKey": "s"}, plaintext={"dbPassword": "visible"})
+    assert "astats:dbPassword: stored in plain text" in message
+    assert "pulumi config set --secret astats:dbPassword" in message
+    assert "visible" not in message
+
+
+def test_unknown_top_level_key_suggests_the_right_one() -> None:
+    config = dev_config() | {"backnd": {"memoryMb": 512}}
+    message = failing(config)
+    assert "astats:backnd: unknown setting (did you mean 'backend'?)" in message
+    assert "pulumi config rm astats:backnd" in message
+
+
+def test_unknown_nested_key_is_named_with_its_path() -> None:
+    config = dev_config()
+    config["nginx"] = {**config["nginx"], "httpPrt": 8081}
+    message = failing(config)
+    assert "astats:nginx.httpPrt: unknown setting (did you mean 'httpPort'?)" in message
+
+
+def test_wrong_type_names_key_value_and_fix() -> None:
+    config = dev_config()
+    config["backend"] = {**config["backend"], "memoryMb": "lots"}
+    message = failing(config)
+    assert "astats:backend.memoryMb:" in message
+    assert "'lots'" in message
+    assert "pulumi config set --path 'astats:backend.memoryMb' <value>" in message
+
+
+def test_out_of_range_value_is_refused() -> None:
+    config = dev_config()
+    config["nginx"] = {**config["nginx"], "httpPort": 70000}
+    assert "astats:nginx.httpPort: Input should be less than or equal to 65535" in failing(config)
+
+
+def test_two_services_on_one_host_port_are_refused() -> None:
+    config = dev_config()
+    config["backend"] = {**config["backend"], "hostPort": config["nginx"]["httpPort"]}
+    message = failing(config)
+    assert "nginx.httpPort and backend.hostPort both publish host port 8080" in message
+    assert "pulumi config set --path" in message
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    config = dev_config() | {"bogus": "1"}
+    config["logging"] = {"maxFile": 0}
+    message = failing(config, secrets={})
+    for key in ("astats:bogus", "astats:logging.maxFile", "astats:dbPassword", "astats:secretKey"):
+        assert key in message
+
+
+def test_offsite_backups_need_their_credentials() -> None:
+    config = dev_config()
+    config["backup"] = {**config["backup"], "s3": {"bucket": "astats-backups"}}
+    message = failing(config)
+    assert "astats:backupS3AccessKeyId: missing secret" in message
+    assert "because backup.s3 is set" in message
+    assert "astats:backupS3SecretAccessKey" in message
+
+
+def test_missing_build_context_says_how_to_fix_it() -> None:
+    config = dev_config()
+    config["backend"] = {**config["backend"], "build": {"context": "no/such/dir"}}
+    message = failing(config)
+    assert "astats:backend.build.context: no Dockerfile in 'no/such/dir'" in message
+    assert "pulumi config set --path 'astats:backend.image' <image>" in message
+
+
+def test_image_and_build_are_exclusive() -> None:
+    with pytest.raises(ValidationError, match="exactly one of `image`"):
+        BackendSettings(image="a/b:1", build={"context": "."})
+    with pytest.raises(ValidationError, match="exactly one of `image`"):
+        BackendSettings()
+
+
+def test_secret_looking_env_is_refused() -> None:
+    with pytest.raises(ValidationError, match="secrets belong in `pulumi config set --secret`"):
+        BackendSettings(image="a/b:1", env={"STRIPE_API_KEY": "sk_live"})
+
+
+def test_websocket_path_may_not_hide_under_an_api_prefix() -> None:
+    with pytest.raises(ValidationError, match="needs its own prefix"):
+        StackSettings.model_validate(
+            {"nginx": {"websocket": {"path": "/api/ws"}}, "backend": {"image": "a/b:1"}}
+        )
+
+
+def test_healthcheck_budget() -> None:
+    check = Healthcheck(interval_s=10, timeout_s=5, retries=3, start_period_s=20)
+    assert check.budget_s == 20 + 3 * (10 + 5)
