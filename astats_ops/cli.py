@@ -1,0 +1,280 @@
+"""Command line: ``python -m astats_ops <command> ...``.
+
+Known failures print ONE line ``astats_ops <command>: error: ...`` on stderr and exit 1;
+usage errors exit 2 (argparse). The database is chosen by the libpq environment variables
+(PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD or PGPASSFILE); S3 credentials come from
+boto3's standard sources, never from arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from astats_ops.backup import create_backup
+from astats_ops.catalog import BackupFile, scan
+from astats_ops.errors import OpsError, one_line
+from astats_ops.logrotate import rotate_log
+from astats_ops.offsite import S3Settings, make_client, prune_remote, sync
+from astats_ops.prune import prune_local
+from astats_ops.restore import restore_backup
+from astats_ops.retention import Policy
+from astats_ops.schedule import Job, LogRotation, Scheduler, check_health
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be at least 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _add_dest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dest", type=Path, required=True, help="backup directory")
+
+
+def _add_retention(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_argument_group("retention")
+    group.add_argument(
+        "--keep-last",
+        type=_positive_int,
+        required=required,
+        default=None if required else 7,
+        help="keep the N newest backups" + ("" if required else " (default 7)"),
+    )
+    group.add_argument("--keep-daily", type=_non_negative_int, default=0, metavar="D")
+    group.add_argument("--keep-weekly", type=_non_negative_int, default=0, metavar="W")
+
+
+def _add_s3(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    group = parser.add_argument_group(
+        "offsite copy (credentials from AWS_* variables or AWS_SHARED_CREDENTIALS_FILE)"
+    )
+    group.add_argument("--s3-bucket", required=required)
+    group.add_argument("--s3-prefix", default="")
+    group.add_argument("--s3-region")
+    group.add_argument("--s3-endpoint-url")
+
+
+def _s3_settings(args: argparse.Namespace) -> S3Settings | None:
+    if not args.s3_bucket:
+        return None
+    return S3Settings(args.s3_bucket, args.s3_prefix, args.s3_region, args.s3_endpoint_url)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    return Policy(args.keep_last, args.keep_daily, args.keep_weekly)
+
+
+def _upload_pending(dest: Path, settings: S3Settings, policy: Policy | None) -> int:
+    client = make_client(settings)
+    result = sync(client, settings, scan(dest))
+    for name in result.uploaded:
+        print(f"uploaded {name} to {settings.describe()}")
+    if not result.ok:
+        raise OpsError(" | ".join(result.failed.values()))
+    if policy is not None:
+        for name in prune_remote(client, settings, policy):
+            print(f"deleted remote {name}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    path = create_backup(args.dest)
+    print(path)
+    sys.stdout.flush()
+    settings = _s3_settings(args)
+    if settings is not None:
+        _upload_pending(args.dest, settings, None)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    target = restore_backup(args.file, assume_yes=args.yes)
+    print(f"restored {args.file} into {target.describe()}")
+    return 0
+
+
+def _age(backup: BackupFile, now: datetime) -> str:
+    seconds = int((now - backup.created).total_seconds())
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    backups = scan(args.dest)
+    now = datetime.now(UTC)
+    if args.json:
+        rows = [
+            {
+                "name": b.name,
+                "path": str(b.path),
+                "database": b.database,
+                "created": b.created.isoformat(),
+                "age_seconds": int((now - b.created).total_seconds()),
+                "size": b.size,
+                "verification": str(b.verification),
+            }
+            for b in backups
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not backups:
+        print(f"no backups in {args.dest}")
+        return 0
+    width = max(len(b.name) for b in backups)
+    print(f"{'NAME':<{width}}  {'SIZE':>12}  {'AGE':>8}  VERIFICATION")
+    for b in reversed(backups):
+        print(f"{b.name:<{width}}  {b.size:>12}  {_age(b, now):>8}  {b.verification}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    doomed = prune_local(args.dest, policy, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for backup in doomed:
+        print(f"{verb} {backup.path}")
+    settings = _s3_settings(args)
+    if settings is not None:
+        client = make_client(settings)
+        for name in prune_remote(client, settings, policy, dry_run=args.dry_run):
+            print(f"{verb} remote {name}")
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    settings = _s3_settings(args)
+    assert settings is not None
+    policy = _policy(args) if args.keep_last is not None else None
+    return _upload_pending(args.dest, settings, policy)
+
+
+def cmd_rotate_log(args: argparse.Namespace) -> int:
+    result = rotate_log(
+        args.file, max_bytes=args.max_bytes, keep=args.keep, max_age_hours=args.max_age_hours
+    )
+    if result.rotated:
+        print(
+            f"rotated {args.file} ({result.reason}): {result.copied_bytes} bytes copied, "
+            f"truncate window {result.loss_window_seconds * 1e6:.0f} us"
+        )
+    else:
+        print(f"not rotated: {result.reason}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    log = None
+    if args.rotate_log is not None:
+        log = LogRotation(
+            args.rotate_log, args.rotate_max_bytes, args.rotate_keep, args.rotate_max_age_hours
+        )
+    job = Job(args.dest, _policy(args), _s3_settings(args), log)
+    return Scheduler(job, args.status_file, args.interval_minutes).run(once=args.once)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    healthy, reason = check_health(args.status_file, args.max_age_minutes)
+    print(("healthy: " if healthy else "unhealthy: ") + reason)
+    return 0 if healthy else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="astats_ops",
+        description="Backups, restores and maintenance for the A-Stats Engine database. "
+        "The database comes from PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD/PGPASSFILE.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    backup = add("backup", cmd_backup, "take a verified pg_dump backup into --dest")
+    _add_dest(backup)
+    _add_s3(backup)
+
+    restore = add("restore", cmd_restore, "restore a verified backup into PGDATABASE")
+    restore.add_argument("file", type=Path)
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    listing = add("list", cmd_list, "list backups with size, age and verification")
+    _add_dest(listing)
+    listing.add_argument("--json", action="store_true")
+
+    prune = add("prune", cmd_prune, "delete backups the retention policy does not keep")
+    _add_dest(prune)
+    _add_retention(prune, required=True)
+    prune.add_argument("--dry-run", action="store_true")
+    _add_s3(prune)
+
+    upload = add("upload", cmd_upload, "upload verified backups missing from S3")
+    _add_dest(upload)
+    _add_s3(upload, required=True)
+    upload.add_argument("--keep-last", type=_positive_int, help="also prune the remote copies")
+    upload.add_argument("--keep-daily", type=_non_negative_int, default=0)
+    upload.add_argument("--keep-weekly", type=_non_negative_int, default=0)
+
+    rotate = add("rotate-log", cmd_rotate_log, "copy-truncate rotate a log file")
+    rotate.add_argument("file", type=Path)
+    rotate.add_argument("--max-bytes", type=_positive_int, required=True)
+    rotate.add_argument("--max-age-hours", type=_positive_float)
+    rotate.add_argument("--keep", type=_positive_int, required=True)
+
+    schedule = add("schedule", cmd_schedule, "run backup, prune, upload, rotation periodically")
+    _add_dest(schedule)
+    schedule.add_argument("--interval-minutes", type=_positive_float, required=True)
+    schedule.add_argument("--status-file", type=Path, required=True)
+    schedule.add_argument("--once", action="store_true", help="one run, then exit")
+    _add_retention(schedule, required=False)
+    _add_s3(schedule)
+    schedule.add_argument("--rotate-log", type=Path, metavar="FILE")
+    schedule.add_argument("--rotate-max-bytes", type=_positive_int, default=10 * 1024 * 1024)
+    schedule.add_argument("--rotate-max-age-hours", type=_positive_float)
+    schedule.add_argument("--rotate-keep", type=_positive_int, default=5)
+
+    health = add("health", cmd_health, "exit 0 if the schedule's last run is recent and ok")
+    health.add_argument("--status-file", type=Path, required=True)
+    health.add_argument("--max-age-minutes", type=_positive_float, required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except OpsError as exc:
+        print(f"astats_ops {args.command}: error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"astats_ops {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"astats_ops {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 1

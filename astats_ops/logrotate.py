@@ -1,0 +1,149 @@
+"""``rotate-log``: rotate a log file that another process keeps open in append mode.
+
+The writer (the backend) never reopens its log, so the file is copied and then truncated in
+place (copytruncate): ``FILE`` -> ``FILE.1`` (plain), older ones ``FILE.2.gz`` ... ``FILE.N.gz``.
+
+Loss window: bytes the writer appends after the last read of the copy and before the
+truncate are lost. The copy loop re-reads until it reaches end of file immediately before
+truncating, so the window is one ``fstat``+``ftruncate`` pair (microseconds; its duration is
+returned). Because the writer uses O_APPEND, a line written after the truncate lands at
+offset 0 of the emptied file, so no line is ever split or interleaved with NUL bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from astats_ops.errors import OpsError
+from astats_ops.fsutil import fsync_dir
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    rotated: bool
+    copied_bytes: int = 0
+    loss_window_seconds: float = 0.0
+    reason: str = ""
+
+
+def rotate_log(
+    path: Path,
+    *,
+    max_bytes: int,
+    keep: int,
+    max_age_hours: float | None = None,
+    now: float | None = None,
+) -> RotationResult:
+    """Rotate ``path`` if it is at least ``max_bytes`` long or older than ``max_age_hours``."""
+    if keep < 1:
+        raise OpsError("--keep must be at least 1")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return RotationResult(False, reason=f"{path} does not exist yet")
+    reason = _reason(path, size, max_bytes, max_age_hours, time.time() if now is None else now)
+    if not reason:
+        return RotationResult(False, reason="below limits")
+    try:
+        _shift_older(path, keep)
+        copied, window = _copy_truncate(path, _numbered(path, 1))
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise OpsError(
+            f"rotating {path} failed: {exc.strerror or exc} ({exc.filename or path}); "
+            "check free space and permissions"
+        ) from exc
+    return RotationResult(True, copied, window, reason)
+
+
+def _numbered(path: Path, index: int) -> Path:
+    suffix = f".{index}" if index == 1 else f".{index}.gz"
+    return path.with_name(path.name + suffix)
+
+
+def _reason(path: Path, size: int, max_bytes: int, max_age_hours: float | None, now: float) -> str:
+    if size == 0:
+        return ""
+    if size >= max_bytes:
+        return f"size {size} >= {max_bytes} bytes"
+    if max_age_hours is None:
+        return ""
+    previous = _numbered(path, 1)
+    if not previous.exists():
+        return "age limit set and no earlier rotation"
+    age_hours = (now - previous.stat().st_mtime) / 3600
+    if age_hours >= max_age_hours:
+        return f"last rotation {age_hours:.1f} h ago >= {max_age_hours} h"
+    return ""
+
+
+def _shift_older(path: Path, keep: int) -> None:
+    """Make room for a new ``FILE.1``: drop the oldest, shift, compress the old ``FILE.1``."""
+    index = keep
+    while index == keep or _numbered(path, index).exists():
+        _numbered(path, index).unlink(missing_ok=True)
+        index += 1
+    for index in range(keep - 1, 1, -1):
+        source = _numbered(path, index)
+        if source.exists():
+            os.replace(source, _numbered(path, index + 1))
+    first = _numbered(path, 1)
+    if first.exists():
+        if keep >= 2:
+            _compress(first, _numbered(path, 2))
+        first.unlink()
+
+
+def _compress(source: Path, target: Path) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with source.open("rb") as raw, gzip.open(partial, "wb", compresslevel=6) as packed:
+            shutil.copyfileobj(raw, packed, CHUNK)
+        shutil.copystat(source, partial)
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+
+
+def _copy_truncate(path: Path, target: Path) -> tuple[int, float]:
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with path.open("r+b") as live, partial.open("wb") as copy:
+            copied = _drain(live, copy)
+            copy.flush()
+            os.fsync(copy.fileno())
+            while True:
+                copied += _drain(live, copy)
+                started = time.perf_counter()
+                if os.fstat(live.fileno()).st_size <= copied:
+                    os.ftruncate(live.fileno(), 0)
+                    window = time.perf_counter() - started
+                    break
+            copy.flush()
+            os.fsync(copy.fileno())
+        shutil.copymode(path, partial)
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    return copied, window
+
+
+def _drain(source: BinaryIO, sink: BinaryIO) -> int:
+    copied = 0
+    while chunk := source.read(CHUNK):
+        sink.write(chunk)
+        copied += len(chunk)
+    return copied

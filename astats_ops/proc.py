@@ -1,0 +1,56 @@
+"""Running the pg_* tools: child processes never outlive us, stderr is kept for messages."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from astats_ops.errors import tool_error_text
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    returncode: int
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def error_text(self, tool: str) -> str:
+        text = tool_error_text(self.stderr, tool)
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = str(-self.returncode)
+            text = f"{tool} was killed by signal {name}; {text}"
+        return text
+
+
+def run_tool(cmd: Sequence[str], env: Mapping[str, str]) -> ToolResult:
+    """Run ``cmd`` to completion with stdin/stdout closed off; kill it if we are interrupted."""
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=dict(env),
+        )
+        try:
+            returncode = proc.wait()
+        finally:
+            stop(proc)
+        stderr.seek(0)
+        return ToolResult(returncode, stderr.read().decode(errors="replace"))
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` if it still runs and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,156 @@
+"""Backups restore the database exactly; restore refuses anything it cannot verify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.ops.conftest import (
+    assert_one_line_error,
+    database_fingerprint,
+    directory_state,
+    run_cli,
+)
+from tests.support.postgres import PostgresCluster
+
+DAMAGE_SQL = """
+DELETE FROM public.matches WHERE id % 3 = 0;
+UPDATE public.players SET rating = 0 WHERE id < 100;
+DROP TABLE reporting.daily CASCADE;
+CREATE TABLE public.added_after_backup (id int);
+INSERT INTO public.added_after_backup VALUES (1), (2);
+CREATE SCHEMA scratch;
+CREATE TABLE scratch.notes (body text);
+SELECT setval('public.players_id_seq', 99999);
+"""
+
+
+def take_backup(pg: PostgresCluster, dest: Path) -> Path:
+    result = run_cli("backup", "--dest", dest, env=pg.env())
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip())
+    assert path.parent == dest
+    return path
+
+
+def test_backup_is_a_verified_archive_with_a_sha256sum_sidecar(
+    seeded: PostgresCluster, dest: Path
+) -> None:
+    path = take_backup(seeded, dest)
+
+    assert path.name.startswith("astats-") and path.name.endswith("Z.dump")
+    assert sorted(p.name for p in dest.iterdir()) == [path.name, path.name + ".sha256"]
+    checked = subprocess.run(
+        ["sha256sum", "-c", path.name + ".sha256"], cwd=dest, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    listed = subprocess.run(
+        ["pg_restore", "--list", str(path)], capture_output=True, text=True, check=True
+    )
+    assert "TABLE DATA public matches" in listed.stdout
+
+
+def test_restore_brings_back_rows_and_schema_exactly(seeded: PostgresCluster, dest: Path) -> None:
+    before = database_fingerprint(seeded)
+    path = take_backup(seeded, dest)
+    seeded.psql(DAMAGE_SQL)
+    assert database_fingerprint(seeded) != before
+
+    result = run_cli("restore", path, "--yes", env=seeded.env())
+
+    assert result.returncode == 0, result.stderr
+    assert "restored" in result.stdout
+    assert database_fingerprint(seeded) == before
+    assert seeded.psql("SELECT to_regclass('public.added_after_backup') IS NULL").strip() == "t"
+    assert seeded.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'scratch'").strip() == "0"
+    assert seeded.psql("SELECT reporting.total()").strip() == "4950"
+    assert seeded.psql("SELECT nextval('public.players_id_seq')").strip() == "2001"
+
+
+def test_restore_refuses_a_tampered_backup_and_leaves_the_database_untouched(
+    seeded: PostgresCluster, dest: Path
+) -> None:
+    path = take_backup(seeded, dest)
+    seeded.psql(DAMAGE_SQL)
+    damaged = database_fingerprint(seeded)
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    path.write_bytes(bytes(content))
+
+    result = run_cli("restore", path, "--yes", env=seeded.env())
+
+    assert_one_line_error(result, "refusing to restore", "does not match")
+    assert database_fingerprint(seeded) == damaged
+
+
+def test_restore_refuses_a_backup_without_checksum(seeded: PostgresCluster, dest: Path) -> None:
+    path = take_backup(seeded, dest)
+    path.with_name(path.name + ".sha256").unlink()
+
+    result = run_cli("restore", path, "--yes", env=seeded.env())
+
+    assert_one_line_error(result, "refusing to restore", "missing")
+
+
+def test_restore_without_a_tty_needs_yes(seeded: PostgresCluster, dest: Path) -> None:
+    path = take_backup(seeded, dest)
+    seeded.psql("CREATE TABLE public.still_here (id int)")
+
+    result = run_cli("restore", path, env=seeded.env(), input_text="astats\n")
+
+    assert_one_line_error(result, "pass --yes")
+    assert seeded.psql("SELECT to_regclass('public.still_here') IS NOT NULL").strip() == "t"
+
+
+def test_a_restore_that_fails_midway_is_rolled_back(seeded: PostgresCluster, dest: Path) -> None:
+    """A verified archive whose data cannot be loaded (a CHECK function that changed after
+    the rows were written) fails halfway through; every table must be as it was before."""
+    seeded.psql(
+        "CREATE FUNCTION public.small(int) RETURNS bool IMMUTABLE LANGUAGE sql"
+        " AS 'SELECT $1 < 100';"
+        "CREATE TABLE public.zz_checked (x int CHECK (public.small(x)));"
+        "INSERT INTO public.zz_checked VALUES (50);"
+        "CREATE OR REPLACE FUNCTION public.small(int) RETURNS bool IMMUTABLE LANGUAGE sql"
+        " AS 'SELECT $1 < 10';"
+    )
+    path = take_backup(seeded, dest)
+    seeded.psql(DAMAGE_SQL)
+    before = database_fingerprint(seeded)
+
+    result = run_cli("restore", path, "--yes", env=seeded.env())
+
+    assert_one_line_error(result, "rolled back", "violates check constraint")
+    assert database_fingerprint(seeded) == before
+
+
+def test_list_shows_size_age_and_verification(seeded: PostgresCluster, dest: Path) -> None:
+    good = take_backup(seeded, dest)
+    bad = dest / "astats-20240101T000000Z.dump"
+    bad.write_bytes(b"not a dump")
+    (dest / (bad.name + ".sha256")).write_text("0" * 64 + f"  {bad.name}\n")
+    unchecked = dest / "astats-20240102T000000Z.dump"
+    unchecked.write_bytes(b"no sidecar")
+    (dest / ".astats-20240103T000000Z.dump.partial").write_bytes(b"in progress")
+
+    text = run_cli("list", "--dest", dest, env=seeded.env())
+    rows = json.loads(run_cli("list", "--dest", dest, "--json", env=seeded.env()).stdout)
+
+    assert text.returncode == 0
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "SIZE", "AGE", "VERIFICATION"]
+    assert lines[1].split()[0] == good.name and lines[1].split()[-1] == "ok"
+    assert {row["name"]: row["verification"] for row in rows} == {
+        good.name: "ok",
+        bad.name: "checksum-mismatch",
+        unchecked.name: "checksum-missing",
+    }
+    by_name = {row["name"]: row for row in rows}
+    assert by_name[good.name]["size"] == good.stat().st_size
+    assert by_name[bad.name]["age_seconds"] > 86400
+
+
+def test_list_of_a_missing_folder_is_one_clear_line(pg: PostgresCluster, tmp_path: Path) -> None:
+    result = run_cli("list", "--dest", tmp_path / "absent", env=pg.env())
+    assert_one_line_error(result, "does not exist")
+    assert directory_state(tmp_path) == {}
