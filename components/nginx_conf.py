@@ -54,10 +54,7 @@ class Upstreams:
 
     def __post_init__(self) -> None:
         for role, address in (("backend", self.backend), ("frontend", self.frontend)):
-            if (
-                not _HOST_PORT.match(address)
-                or not 0 < int(address.rsplit(":", 1)[1]) < 65_536
-            ):
+            if not _HOST_PORT.match(address) or not 0 < int(address.rsplit(":", 1)[1]) < 65_536:
                 raise ValueError(f"{role} upstream {address!r} is not host:port")
 
 
@@ -101,6 +98,7 @@ def render_nginx_conf(
     if resolver_valid_s < 1:
         raise ValueError("resolver_valid_s must be at least 1")
 
+    static_cache = _static_cache_control(settings.static_cache_days)
     lines: list[str] = []
     if runtime.user is not None:
         lines.append(f"user {runtime.user};")
@@ -122,8 +120,9 @@ def render_nginx_conf(
         f"    uwsgi_temp_path {runtime.temp_dir}/uwsgi_temp;",
         f"    scgi_temp_path {runtime.temp_dir}/scgi_temp;",
         "",
-        "    log_format proxied '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent '",
-        "                       '$request_time $upstream_addr $upstream_response_time';",
+        "    log_format proxied '$remote_addr [$time_local] \"$request\" $status '",
+        "                       '$body_bytes_sent $request_time $upstream_addr '",
+        "                       '$upstream_response_time';",
         f"    access_log {runtime.access_log} proxied;",
         "",
         "    server_tokens off;",
@@ -183,9 +182,9 @@ def render_nginx_conf(
         "",
         f'        location ^~ "{NEXT_STATIC_PATH}" {{',
         "            proxy_pass http://$frontend_upstream;",
-        "            proxy_hide_header Cache-Control;",
+        *_hidden_headers(12, "Cache-Control"),
         *_security_headers(12),
-        f'            add_header Cache-Control "{_static_cache_control(settings.static_cache_days)}" always;',
+        f'            add_header Cache-Control "{static_cache}" always;',
         "        }",
     ]
     catch_all = "backend" if "/" in prefixes else "frontend"
@@ -244,7 +243,7 @@ def _gzip(enabled: bool) -> list[str]:
         # Without `any`, responses to requests that came through another proxy stay raw.
         "    gzip_proxied any;",
         "    gzip_comp_level 5;",
-        "    gzip_min_length 1024;",
+        "    gzip_min_length 256;",
         f"    gzip_types {' '.join(_GZIP_TYPES)};",
         "",
     ]
@@ -254,14 +253,19 @@ def _security_headers(indent: int) -> list[str]:
     # add_header in a location discards the server's add_header lines, so any location that
     # adds its own header repeats these.
     pad = " " * indent
-    return [
-        f'{pad}add_header {name} "{value}" always;' for name, value in _SECURITY_HEADERS
-    ]
+    return [f'{pad}add_header {name} "{value}" always;' for name, value in _SECURITY_HEADERS]
+
+
+def _hidden_headers(indent: int, *extra: str) -> list[str]:
+    # An upstream's own copy of a header nginx sets would arrive twice; and like add_header,
+    # a location's proxy_hide_header discards the server's list, so locations pass extras here.
+    pad = " " * indent
+    names = [name for name, _ in _SECURITY_HEADERS] + ["X-Powered-By", *extra]
+    return [f"{pad}proxy_hide_header {name};" for name in names]
 
 
 def _proxy_defaults(read_timeout_s: int) -> list[str]:
     pad = " " * 8
-    hidden = [name for name, _ in _SECURITY_HEADERS] + ["X-Powered-By"]
     return [
         f"{pad}proxy_http_version 1.1;",
         f"{pad}proxy_set_header Host $forwarded_host;",
@@ -276,7 +280,7 @@ def _proxy_defaults(read_timeout_s: int) -> list[str]:
         f"{pad}proxy_connect_timeout 5s;",
         f"{pad}proxy_read_timeout {read_timeout_s}s;",
         f"{pad}proxy_send_timeout {read_timeout_s}s;",
-        *(f"{pad}proxy_hide_header {name};" for name in hidden),
+        *_hidden_headers(8),
     ]
 
 

@@ -93,9 +93,7 @@ def database_state() -> dict[str, Any]:
     if url is None:
         return {"configured": False}
     with _engine(url).connect() as connection:
-        revision = connection.execute(
-            text("SELECT version_num FROM alembic_version")
-        ).scalar()
+        revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
         notes = connection.execute(text("SELECT count(*) FROM cockpit_notes")).scalar()
     return {"configured": True, "revision": revision, "notes": notes}
 

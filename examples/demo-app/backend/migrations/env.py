@@ -15,9 +15,7 @@ if context.config.config_file_name is not None:
 def _database_url() -> str:
     url = os.environ.get("DATABASE_URL", "")
     if not url:
-        raise SystemExit(
-            "DATABASE_URL is not set; the migration needs the database to migrate"
-        )
+        raise SystemExit("DATABASE_URL is not set; the migration needs the database to migrate")
     if url.startswith("postgres://"):
         url = "postgresql://" + url.removeprefix("postgres://")
     return url

@@ -1,0 +1,123 @@
+"""The rendered nginx.conf is accepted by a real nginx and is a pure function of its inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.config import BackendSettings, BuildSettings, NginxSettings, WebSocketSettings
+from components.nginx_conf import NginxRuntime, Upstreams, render_nginx_conf
+from tests.proxy import harness
+
+PRODUCTION_RUNTIME = NginxRuntime()
+DOCKER_UPSTREAMS = Upstreams(backend="backend:8000", frontend="frontend:3000")
+DEFAULT_PREFIXES = BackendSettings(build=BuildSettings(context=".")).api_prefixes
+CUSTOM = NginxSettings(
+    client_max_body_size="512k",
+    proxy_read_timeout_s=120,
+    gzip=False,
+    static_cache_days=0,
+    websocket=WebSocketSettings(path="/ws/cockpit", read_timeout_s=86_400, send_timeout_s=30),
+)
+
+
+def _render(
+    settings: NginxSettings,
+    prefixes: tuple[str, ...],
+    resolver: str | None,
+    runtime: NginxRuntime = PRODUCTION_RUNTIME,
+) -> str:
+    return render_nginx_conf(
+        settings,
+        prefixes,
+        DOCKER_UPSTREAMS if resolver else Upstreams("127.0.0.1:8000", "127.0.0.1:3000"),
+        resolver=resolver,
+        runtime=runtime,
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "prefixes", "resolver"),
+    [
+        pytest.param(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", id="defaults-docker-dns"),
+        pytest.param(CUSTOM, ("/v2/", "/admin", "/"), "127.0.0.11:53", id="custom-docker-dns"),
+        pytest.param(NginxSettings(), DEFAULT_PREFIXES, None, id="defaults-static"),
+    ],
+)
+def test_nginx_accepts_the_rendered_config(
+    nginx_bin: str, settings: NginxSettings, prefixes: tuple[str, ...], resolver: str | None
+) -> None:
+    result = harness.nginx_check(lambda runtime: _render(settings, prefixes, resolver, runtime))
+    assert result.returncode == 0, result.stderr
+
+
+def test_config_with_unresolvable_upstream_names_still_passes_nginx_t(nginx_bin: str) -> None:
+    """`backend` resolves nowhere on this machine: nginx must not need it at startup."""
+    result = harness.nginx_check(
+        lambda runtime: _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", runtime)
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_rendering_is_deterministic() -> None:
+    first = _render(CUSTOM, ("/v2/", "/admin"), "127.0.0.11")
+    assert first == _render(CUSTOM, ("/v2/", "/admin"), "127.0.0.11")
+    assert first != _render(NginxSettings(), ("/v2/", "/admin"), "127.0.0.11")
+
+
+def test_settings_reach_the_config() -> None:
+    config = _render(CUSTOM, ("/v2/",), "127.0.0.11")
+    assert "client_max_body_size 512k;" in config
+    assert "gzip off;" in config
+    assert "proxy_read_timeout 86400s;" in config
+    assert "proxy_send_timeout 30s;" in config
+    assert "proxy_read_timeout 120s;" in config
+    assert 'Cache-Control "no-cache"' in config
+    assert 'location ^~ "/ws/cockpit"' in config
+
+
+def test_defaults_fit_the_official_nginx_image() -> None:
+    config = render_nginx_conf(NginxSettings(), DEFAULT_PREFIXES, DOCKER_UPSTREAMS)
+    assert config.startswith("user nginx;\n")
+    assert "pid /var/run/nginx.pid;" in config
+    assert "client_body_temp_path /var/cache/nginx/client_temp;" in config
+    assert "include /etc/nginx/mime.types;" in config
+    assert "resolver 127.0.0.11 valid=10s ipv6=off;" in config
+    assert "listen 80;" in config
+    assert NginxRuntime().user == "nginx"
+
+
+def test_default_websocket_timeouts_far_exceed_an_hour_of_silence_budget() -> None:
+    config = _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11")
+    ws_block = config.split('location ^~ "/ws/dev-cockpit" {')[1].split("}")[0]
+    assert "proxy_read_timeout 3600s;" in ws_block
+    assert "proxy_send_timeout 3600s;" in ws_block
+    assert "proxy_buffering off;" in ws_block
+
+
+@pytest.mark.parametrize(
+    ("prefixes", "message"),
+    [
+        (("/healthz",), "nginx's own health check"),
+        (("/ws/dev-cockpit",), "WebSocket"),
+        (("/_next/static/",), "Next.js static"),
+        (("api/",), "not a URL path"),
+        (('/a" ; evil',), "not a URL path"),
+        ((), "at least one"),
+    ],
+)
+def test_prefixes_nginx_would_reject_are_refused_with_the_reason(
+    prefixes: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        render_nginx_conf(NginxSettings(), prefixes, DOCKER_UPSTREAMS)
+
+
+@pytest.mark.parametrize("address", ["backend", "backend:0", "back end:80", "http://b:80", ":80"])
+def test_upstreams_must_be_host_and_port(address: str) -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        Upstreams(backend=address, frontend="frontend:3000")
+
+
+def test_duplicate_prefixes_render_one_location() -> None:
+    config = render_nginx_conf(NginxSettings(), ("/api/", "/api/"), DOCKER_UPSTREAMS)
+    assert config.count('location ^~ "/api/"') == 1
