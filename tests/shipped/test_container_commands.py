@@ -1,0 +1,192 @@
+"""The launcher, job wrapper and healthcheck commands the program ships, run by real programs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from components.backend import http_health_test
+from components.config import DatabaseSettings
+from components.database import pg_isready_test
+from components.frontend import node_health_test
+from components.jobs import SECRET_FROM_STDIN
+from components.nginx import nginx_health_test
+from components.secret_files import LAUNCHER_SOURCE
+from tests.proxy.harness import free_port, run_backend, run_frontend_stand_in, run_nginx
+from tests.support.postgres import find_binary, in_ci, postgres_cluster, skip_or_fail
+
+
+def require(program: str) -> str:
+    found = shutil.which(program)
+    if found is None:
+        message = f"{program} is not installed"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def shells() -> list[str]:
+    # Debian-based images have dash as /bin/sh, Alpine-based ones busybox ash.
+    return [s for s in ("dash", "busybox") if shutil.which(s)] or ["sh"]
+
+
+def sh_argv(shell: str) -> list[str]:
+    return [shell, "sh"] if shell == "busybox" else [shell]
+
+
+PRINT_ENV = "import json, os, sys; json.dump(dict(os.environ), sys.stdout)"
+TRICKY = "p@ss w0rd/$HOME'\"`x` \\n end"
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_launcher_exports_each_secret_file_exactly(tmp_path: Path, shell: str) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "DATABASE_URL").write_text(f"postgresql://astats:{TRICKY}@db:5432/astats\n")
+    (secrets / "SECRET_KEY").write_text(TRICKY)
+    (secrets / "not-a-name").write_text("ignored")
+    result = subprocess.run(
+        [*sh_argv(shell), str(LAUNCHER_SOURCE), sys.executable, "-c", PRINT_ENV],
+        env={"PATH": os.environ["PATH"], "ASTATS_SECRETS_DIR": str(secrets)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    env = json.loads(result.stdout)
+    assert env["DATABASE_URL"] == f"postgresql://astats:{TRICKY}@db:5432/astats"
+    assert env["SECRET_KEY"] == TRICKY
+    assert "not-a-name" in result.stderr and "skipping" in result.stderr
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_launcher_passes_the_exit_status_through(tmp_path: Path, shell: str) -> None:
+    result = subprocess.run(
+        [*sh_argv(shell), str(LAUNCHER_SOURCE), sys.executable, "-c", "raise SystemExit(7)"],
+        env={"PATH": os.environ["PATH"], "ASTATS_SECRETS_DIR": str(tmp_path)},
+        check=False,
+    )
+    assert result.returncode == 7
+
+
+@pytest.mark.parametrize("shell", shells())
+@pytest.mark.parametrize("stdin", [f"{TRICKY}\n", TRICKY])
+def test_job_wrapper_turns_stdin_into_the_named_variable(shell: str, stdin: str) -> None:
+    result = subprocess.run(
+        [*sh_argv(shell), "-c", SECRET_FROM_STDIN, "DATABASE_URL", sys.executable, "-c", PRINT_ENV],
+        input=stdin,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    env = json.loads(result.stdout)
+    assert env["DATABASE_URL"] == TRICKY
+    assert "value" not in env
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_a_failing_job_fails_with_its_own_status_and_output(shell: str) -> None:
+    failing = "import sys; print('alembic: revision abc not found', file=sys.stderr); sys.exit(3)"
+    result = subprocess.run(
+        [*sh_argv(shell), "-c", SECRET_FROM_STDIN, "DATABASE_URL", sys.executable, "-c", failing],
+        input="secret\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert "revision abc not found" in result.stderr
+
+
+def test_pg_isready_check_counts_only_a_server_listening_on_tcp() -> None:
+    skip_or_fail(("pg_isready",))
+    settings = DatabaseSettings(user="astats", name="astats")
+    argv = [find_binary("pg_isready"), *pg_isready_test(settings)[2:]]
+    assert pg_isready_test(settings)[:2] == ["CMD", "pg_isready"]
+    # The image's first-boot server listens on the unix socket only: not ready yet.
+    with postgres_cluster(tcp=False) as pg:
+        env = {**os.environ, "PGPORT": str(pg.port)}
+        assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode != 0
+    with postgres_cluster(tcp=True) as pg:
+        env = {**os.environ, "PGPORT": str(pg.port)}
+        ready = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        assert ready.returncode == 0, ready.stdout + ready.stderr
+        pg.stop()
+        assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode != 0
+
+
+def run_check(test: list[str], program: str, local_binary: str) -> int:
+    """Run a `CMD` healthcheck as Docker would, with this machine's copy of its program."""
+    assert test[:2] == ["CMD", program]
+    return subprocess.run([local_binary, *test[2:]], capture_output=True, check=False).returncode
+
+
+def test_backend_healthcheck_follows_the_real_app() -> None:
+    port = free_port()
+    with run_backend(port):
+        assert run_check(http_health_test(port, "/health"), "python", sys.executable) == 0
+        assert run_check(http_health_test(port, "/no-such-page"), "python", sys.executable) != 0
+    assert run_check(http_health_test(port, "/health"), "python", sys.executable) != 0
+
+
+class _Status(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def status_server() -> Iterator[tuple[int, type[_Status]]]:
+    handler = type("Handler", (_Status,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_frontend_healthcheck_with_real_node(status_server: tuple[int, type[_Status]]) -> None:
+    node = require("node")
+    port, handler = status_server
+    assert run_check(node_health_test(port, "/"), "node", node) == 0
+    handler.status = 503
+    assert run_check(node_health_test(port, "/"), "node", node) != 0
+    assert run_check(node_health_test(free_port(), "/"), "node", node) != 0
+
+
+def test_nginx_healthcheck_with_real_curl_and_nginx() -> None:
+    from components.config import NginxSettings
+    from components.nginx_conf import Upstreams
+
+    curl = require("curl")
+    test = nginx_health_test()
+    with (
+        run_frontend_stand_in() as frontend,
+        run_nginx(
+            NginxSettings(),
+            ["/api/"],
+            Upstreams(backend=f"127.0.0.1:{free_port()}", frontend=f"127.0.0.1:{frontend}"),
+        ) as nginx,
+    ):
+        # The container listens on port 80; here nginx has a free port instead.
+        url = test[-1].replace("127.0.0.1:80/", f"127.0.0.1:{nginx.port}/")
+        assert subprocess.run([curl, *test[2:-1], url], check=False).returncode == 0
+        broken = url.replace("/healthz", "/api/backend-is-down")
+        assert subprocess.run([curl, *test[2:-1], broken], check=False).returncode != 0
