@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ def find_tool(name: str, env: Mapping[str, str] | None = None) -> str:
 def connection_hint(error_text: str) -> str:
     """What the operator should check, judging by a pg_* tool's error text."""
     lowered = error_text.lower()
+    if re.search(r'database "[^"]*" does not exist', lowered):
+        return "check PGDATABASE"
     if "password" in lowered or "authentication" in lowered or "role" in lowered:
         return AUTH_HINT
     if (
@@ -74,6 +77,4 @@ def connection_hint(error_text: str) -> str:
         or "timeout expired" in lowered
     ):
         return CONNECTION_HINT
-    if "does not exist" in lowered and "database" in lowered:
-        return "check PGDATABASE"
     return "check the database server log"
