@@ -137,6 +137,7 @@ def upload(client: S3Client, settings: S3Settings, backup: BackupFile) -> None:
                     Bucket=settings.bucket,
                     Key=key,
                     Body=body,
+                    ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
                     Metadata=metadata,
                 )
