@@ -16,17 +16,12 @@ from typing import Any
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from sqlalchemy import Engine, create_engine, text
 
+from app.database import database_url
+
 BROADCAST_PREFIX = "broadcast:"
 _REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 app = FastAPI(title="A-Stats demo backend")
-
-
-def database_url() -> str | None:
-    url = os.environ.get("DATABASE_URL")
-    if url and url.startswith("postgres://"):
-        url = "postgresql://" + url.removeprefix("postgres://")
-    return url or None
 
 
 @lru_cache(maxsize=1)

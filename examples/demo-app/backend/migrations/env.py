@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from logging.config import fileConfig
 
 from alembic import context
+from app.database import database_url
 from sqlalchemy import create_engine, pool
 
 if context.config.config_file_name is not None:
@@ -13,11 +13,9 @@ if context.config.config_file_name is not None:
 
 
 def _database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url:
+    url = database_url()
+    if url is None:
         raise SystemExit("DATABASE_URL is not set; the migration needs the database to migrate")
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url.removeprefix("postgres://")
     return url
 
 
