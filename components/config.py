@@ -55,10 +55,12 @@ class Settings(BaseModel):
 
 
 class Healthcheck(Settings):
-    interval_s: int = Field(10, ge=1, le=3600)
-    timeout_s: int = Field(5, ge=1, le=3600)
-    retries: int = Field(5, ge=1, le=100)
-    start_period_s: int = Field(10, ge=0, le=3600)
+    interval_s: int = Field(10, ge=1, le=3600, description="Seconds between checks.")
+    timeout_s: int = Field(5, ge=1, le=3600, description="Seconds one check may take.")
+    retries: int = Field(5, ge=1, le=100, description="Failures in a row that mean unhealthy.")
+    start_period_s: int = Field(
+        10, ge=0, le=3600, description="Grace seconds after start; `pulumi up` waits this too."
+    )
 
     @property
     def budget_s(self) -> int:
@@ -107,30 +109,38 @@ class BackendSettings(AppImageSettings):
     memory_mb: MemoryMb = 1024
     port: Port = Field(8000, description="Port Uvicorn listens on inside the container.")
     app_module: str = Field("app.main:app", description="The ASGI app Uvicorn serves.")
-    health_path: UrlPath = "/health"
+    health_path: UrlPath = Field("/health", description="Answers 200 when the backend is up.")
     workers: int | None = Field(None, ge=1, le=64, description="Override the derived count.")
     worker_memory_mb: int = Field(256, ge=32, description="Memory budget of one worker.")
     api_prefixes: tuple[UrlPath, ...] = Field(
-        ("/api/", "/docs", "/openapi.json", "/health"), min_length=1
+        ("/api/", "/docs", "/openapi.json", "/health"),
+        min_length=1,
+        description="Paths nginx sends to the backend; everything else goes to the frontend.",
     )
-    migration_command: tuple[str, ...] = Field(("alembic", "upgrade", "head"), min_length=1)
+    migration_command: tuple[str, ...] = Field(
+        ("alembic", "upgrade", "head"),
+        min_length=1,
+        description="Run in the backend image after the pre-migration backup.",
+    )
     log_dir: str = Field("/app/logs", description="Where the backend writes LATEST_LOG.txt.")
     healthcheck: Healthcheck = Healthcheck(start_period_s=20)
 
 
 class FrontendSettings(AppImageSettings):
     port: Port = Field(3000, description="Port Next.js listens on inside the container.")
-    health_path: UrlPath = "/"
+    health_path: UrlPath = Field("/", description="Answers below 500 when the frontend is up.")
     healthcheck: Healthcheck = Healthcheck(start_period_s=20)
 
 
 class DatabaseSettings(Settings):
-    image: str = "postgres:15-bookworm"
-    name: str = Field("astats", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    user: str = Field("astats", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    image: str = Field(
+        "postgres:15-bookworm", description="Official postgres image; also the backup image's base."
+    )
+    name: str = Field("astats", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Database name.")
+    user: str = Field("astats", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Role the app uses.")
     memory_mb: MemoryMb = 1024
     cpus: Cpus = 1.0
-    shm_size_mb: int = Field(256, ge=64, le=65_536)
+    shm_size_mb: int = Field(256, ge=64, le=65_536, description="/dev/shm size in MB.")
     volume_name: str | None = Field(
         None, description="Data volume name; set it to adopt an existing (compose) volume."
     )
@@ -141,48 +151,56 @@ class DatabaseSettings(Settings):
 
 
 class WebSocketSettings(Settings):
-    path: UrlPath = "/ws/dev-cockpit"
-    read_timeout_s: int = Field(3600, ge=1, le=604_800)
-    send_timeout_s: int = Field(3600, ge=1, le=604_800)
+    path: UrlPath = Field("/ws/dev-cockpit", description="The dev cockpit's WebSocket location.")
+    read_timeout_s: int = Field(
+        3600, ge=1, le=604_800, description="Idle seconds before nginx closes a WebSocket."
+    )
+    send_timeout_s: int = Field(
+        3600, ge=1, le=604_800, description="Seconds a WebSocket write to a client may stall."
+    )
 
 
 class NginxSettings(Settings):
-    image: str = "nginx:1.27-bookworm"
+    image: str = Field("nginx:1.27-bookworm", description="nginx image (needs curl).")
     http_port: Port = Field(8080, description="Host port nginx publishes.")
     bind_address: str = Field("0.0.0.0", description="Host address the port is bound to.")
     memory_mb: MemoryMb = 128
     cpus: Cpus = 0.5
-    client_max_body_size: Size = "10m"
+    client_max_body_size: Size = Field("10m", description="Largest request body.")
     proxy_read_timeout_s: int = Field(60, ge=1, le=3600, description="Plain HTTP requests.")
-    gzip: bool = True
-    static_cache_days: int = Field(365, ge=0, le=3650)
+    gzip: bool = Field(True, description="Compress text responses.")
+    static_cache_days: int = Field(
+        365, ge=0, le=3650, description="Cache lifetime of Next.js /_next/static/ assets."
+    )
     websocket: WebSocketSettings = WebSocketSettings()
     healthcheck: Healthcheck = Healthcheck(interval_s=10, retries=3, start_period_s=5)
 
 
 class LoggingSettings(Settings):
-    max_size: Size = "10m"
-    max_file: int = Field(5, ge=1, le=100)
+    max_size: Size = Field("10m", description="Rotate a container's json log at this size.")
+    max_file: int = Field(5, ge=1, le=100, description="Rotated log files kept per container.")
 
 
 class S3Settings(Settings):
-    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    prefix: str = ""
-    region: str = "us-east-1"
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket name.")
+    prefix: str = Field("", description="Key prefix, e.g. astats/prod.")
+    region: str = Field("us-east-1", description="Bucket region.")
     endpoint_url: str | None = Field(None, description="For S3-compatible stores (MinIO, ...).")
 
 
 class BackupSettings(Settings):
     enabled: bool = Field(True, description="Run the scheduled backup/maintenance container.")
-    interval_minutes: int = Field(360, ge=5, le=10_080)
-    keep_last: int = Field(7, ge=1, le=1000)
-    keep_daily: int = Field(7, ge=0, le=1000)
-    keep_weekly: int = Field(4, ge=0, le=1000)
+    interval_minutes: int = Field(360, ge=5, le=10_080, description="Minutes between backups.")
+    keep_last: int = Field(7, ge=1, le=1000, description="Newest backups always kept.")
+    keep_daily: int = Field(7, ge=0, le=1000, description="Days with one backup kept each.")
+    keep_weekly: int = Field(4, ge=0, le=1000, description="ISO weeks with one backup kept each.")
     memory_mb: MemoryMb = 256
     cpus: Cpus = 0.5
     volume_name: str | None = Field(None, description="Backups volume name.")
-    log_rotate_max_mb: int = Field(10, ge=1, le=10_240)
-    log_rotate_keep: int = Field(5, ge=1, le=100)
+    log_rotate_max_mb: int = Field(
+        10, ge=1, le=10_240, description="Rotate the backend's LATEST_LOG.txt at this size."
+    )
+    log_rotate_keep: int = Field(5, ge=1, le=100, description="Rotated backend logs kept.")
     s3: S3Settings | None = Field(None, description="Offsite copies; needs the S3 secrets.")
 
 

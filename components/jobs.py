@@ -39,28 +39,30 @@ class JobSpec:
     volumes: Sequence[tuple[pulumi.Input[str], str]] = ()
 
 
+def docker_run_argv(job: JobSpec, image: str, network: str, volumes: Sequence[str]) -> list[str]:
+    """The `docker run` argument list for `job`, once its image, network and volumes are known."""
+    argv = [
+        "docker",
+        "run",
+        "--rm",
+        "--interactive",
+        f"--name=astats-{job.stack}-{job.name}",
+        f"--network={network}",
+        f"--memory={job.memory_mb}m",
+        "--security-opt=no-new-privileges:true",
+    ]
+    argv += [f"--label={k}={v}" for k, v in sorted(contract_labels(job.stack, job.service).items())]
+    argv += [f"--env={k}={v}" for k, v in sorted(job.envs.items())]
+    argv += [
+        f"--volume={name}:{target}" for name, (_, target) in zip(volumes, job.volumes, strict=True)
+    ]
+    argv += ["--entrypoint=/bin/sh", image, "-c", SECRET_FROM_STDIN, job.secret_env]
+    return [*argv, *job.command]
+
+
 def docker_run_command(job: JobSpec) -> pulumi.Output[str]:
     """The shell command that runs `job` to completion and exits with its status."""
     volume_names = [v for v, _ in job.volumes]
-
-    def render(args: list[str]) -> str:
-        image, network, *volumes = args
-        argv = [
-            "docker",
-            "run",
-            "--rm",
-            "--interactive",
-            f"--name=astats-{job.stack}-{job.name}",
-            f"--network={network}",
-            f"--memory={job.memory_mb}m",
-            "--security-opt=no-new-privileges:true",
-        ]
-        argv += [
-            f"--label={k}={v}" for k, v in sorted(contract_labels(job.stack, job.service).items())
-        ]
-        argv += [f"--env={k}={v}" for k, v in sorted(job.envs.items())]
-        argv += [f"--volume={name}:{target}" for name, (_, target) in zip(volumes, job.volumes, strict=True)]
-        argv += ["--entrypoint=/bin/sh", image, "-c", SECRET_FROM_STDIN, job.secret_env]
-        return shlex.join([*argv, *job.command])
-
-    return pulumi.Output.all(job.image, job.network, *volume_names).apply(render)
+    return pulumi.Output.all(job.image, job.network, *volume_names).apply(
+        lambda args: shlex.join(docker_run_argv(job, args[0], args[1], args[2:]))
+    )

@@ -1,0 +1,118 @@
+"""The one-shot job command and the secrets launcher, run by a real Docker engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+from components.jobs import JobSpec, docker_run_argv
+from components.secret_files import LAUNCHER_PATH, LAUNCHER_SOURCE
+from tests.docker.conftest import docker
+
+SECRET = "s3cr3t with spaces/$HOME'\""
+
+
+def job(command: list[str], name: str = "migration") -> JobSpec:
+    return JobSpec(
+        stack="test",
+        name=name,
+        service="migration",
+        image="unused",
+        network="unused",
+        command=command,
+        memory_mb=64,
+        secret_env="DATABASE_URL",
+        envs={"PGHOST": "db"},
+    )
+
+
+def run(spec: JobSpec, image: str, network: str) -> subprocess.CompletedProcess[str]:
+    argv = docker_run_argv(spec, image, network, [])
+    return subprocess.run(argv, input=SECRET + "\n", capture_output=True, text=True, timeout=60)
+
+
+def test_job_gets_its_secret_from_stdin_and_succeeds(shell_image: str, network: str) -> None:
+    result = run(job(["sh", "-c", 'echo "url=$DATABASE_URL host=$PGHOST"']), shell_image, network)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"url={SECRET} host=db"
+
+
+def test_failing_job_fails_with_its_own_status_and_output(shell_image: str, network: str) -> None:
+    failing = ["sh", "-c", "echo 'alembic: Target database is not up to date.' >&2; exit 4"]
+    result = run(job(failing), shell_image, network)
+    assert result.returncode == 4
+    assert "Target database is not up to date." in result.stderr
+
+
+def test_running_job_is_labelled_keeps_secret_out_of_its_config_and_cannot_run_twice(
+    shell_image: str, network: str
+) -> None:
+    spec = job(["sh", "-c", "sleep 3"])
+    first: dict[str, subprocess.CompletedProcess[str]] = {}
+    runner = threading.Thread(target=lambda: first.update(r=run(spec, shell_image, network)))
+    runner.start()
+    name = "astats-test-migration"
+    deadline = time.monotonic() + 20
+    while docker("inspect", name, check=False).returncode != 0:
+        assert time.monotonic() < deadline, "job container never appeared"
+        time.sleep(0.1)
+    config = json.loads(docker("inspect", name).stdout)[0]["Config"]
+    second = run(spec, shell_image, network)
+    runner.join()
+
+    assert config["Labels"] == {"astats.service": "migration", "astats.stack": "test"}
+    assert SECRET not in json.dumps(config)
+    assert second.returncode != 0 and "already in use" in second.stderr
+    assert first["r"].returncode == 0
+    # --rm: nothing is left behind once the job ends.
+    assert docker("inspect", name, check=False).returncode != 0
+
+
+def upload(container: str, files: dict[str, tuple[str, int]], scratch: Path) -> None:
+    """Copy files in as the provider's `uploads` do: one tar of absolute paths unpacked at /."""
+    archive = scratch / "uploads.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path, (content, mode) in files.items():
+            data = content.encode()
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    with archive.open("rb") as stream:
+        subprocess.run(["docker", "cp", "-", f"{container}:/"], stdin=stream, check=True)
+
+
+def test_launcher_exports_uploaded_secret_files_not_visible_to_inspect(
+    shell_image: str, tmp_path: Path
+) -> None:
+    created = docker(
+        "create",
+        "--user=1000:1000",
+        "--entrypoint=/bin/sh",
+        shell_image,
+        LAUNCHER_PATH,
+        "sh",
+        "-c",
+        'echo "$SECRET_KEY"',
+    ).stdout.strip()
+    try:
+        # What the provider's `uploads` do: files copied in before the container starts.
+        upload(
+            created,
+            {
+                LAUNCHER_PATH: (LAUNCHER_SOURCE.read_text(), 0o555),
+                "/run/secrets/SECRET_KEY": (SECRET, 0o444),
+            },
+            tmp_path,
+        )
+        docker("start", "--attach", created)
+        logs = docker("logs", created)
+        inspected = docker("inspect", created).stdout
+    finally:
+        docker("rm", "-f", created, check=False)
+    assert logs.stdout.strip() == SECRET
+    assert SECRET not in inspected
