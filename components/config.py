@@ -137,7 +137,7 @@ class DatabaseSettings(Settings):
         "postgres:15-bookworm", description="Official postgres image; also the backup image's base."
     )
     name: str = Field("astats", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Database name.")
-    user: str = Field("astats", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Role the app uses.")
+    user: str = Field("astats", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="The app's role.")
     memory_mb: MemoryMb = 1024
     cpus: Cpus = 1.0
     shm_size_mb: int = Field(256, ge=64, le=65_536, description="/dev/shm size in MB.")

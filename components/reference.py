@@ -34,7 +34,10 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _rows(model: type[BaseModel], prefix: str, defaults: Any) -> Iterator[tuple[str, str, str, str]]:
+Row = tuple[str, str, str, str]
+
+
+def _rows(model: type[BaseModel], prefix: str, defaults: Any) -> Iterator[Row]:
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
         default = getattr(defaults, name) if defaults is not None else field.default

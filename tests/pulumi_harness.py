@@ -95,7 +95,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registered: list[Registered] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             wire = json_format.MessageToDict(request.object)
             self.registered.append(
@@ -202,7 +202,7 @@ def evaluate(
         pulumi.runtime.set_all_config(config, secret_keys)
         graph = Graph(monitor.registered)
 
-        @pulumi.runtime.test
+        @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def program() -> None:
             runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_program__")
 

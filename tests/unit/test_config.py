@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -14,7 +16,11 @@ from components.config import (
 from tests.pulumi_harness import DEV_SECRETS, dev_config, evaluate
 
 
-def failing(settings=None, secrets=None, **kwargs) -> str:
+def failing(
+    settings: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> str:
     with pytest.raises(ConfigError) as caught:
         evaluate(settings, secrets, **kwargs)
     return str(caught.value)
