@@ -75,5 +75,23 @@ def config_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+START = "<!-- config-reference:start -->\n"
+END = "<!-- config-reference:end -->"
+
+
+def with_reference(readme: str) -> str:
+    """`readme` with the text between the reference markers replaced by the current table."""
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}{config_reference()}{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(config_reference(), end="")
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:2] == ["--write"]:
+        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path.write_text(with_reference(path.read_text()))
+    else:
+        print(config_reference(), end="")
