@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import PostgresCluster, in_ci, postgres_cluster, skip_or_fail
+from tests.support.postgres import (
+    PostgresCluster,
+    free_tcp_port,
+    in_ci,
+    postgres_cluster,
+    skip_or_fail,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -174,3 +180,30 @@ def tmpfs(size: str) -> Iterator[Path]:
 
 def remount_read_only(mountpoint: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(mountpoint)], check=True)
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    """An S3 endpoint (moto) on 127.0.0.1 for the CLI run as a subprocess."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_tcp_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_credentials_file(tmp_path: Path) -> dict[str, str]:
+    """Environment that gives boto3 credentials only through a shared credentials file."""
+    credentials = tmp_path / "aws-credentials"
+    credentials.write_text(
+        "[default]\naws_access_key_id = backupkey\naws_secret_access_key = backupsecret\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(credentials)
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "no-aws-config")
+    return env

@@ -11,7 +11,6 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from astats_ops.catalog import scan
 from astats_ops.cli import main
@@ -150,17 +149,6 @@ def test_missing_credentials_are_one_clear_line(
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "AWS_SHARED_CREDENTIALS_FILE" in err[0], err
-
-
-@pytest.fixture
-def moto_server() -> Iterator[str]:
-    port = free_tcp_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def test_backup_cli_with_s3_endpoint_and_credentials_file(

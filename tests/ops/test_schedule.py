@@ -1,0 +1,226 @@
+"""The backup container's loop: one run does everything, records it, and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+
+from astats_ops.backup import create_backup
+from astats_ops.catalog import scan
+from astats_ops.schedule import check_health
+from tests.ops.conftest import REPO_ROOT, directory_state, run_cli
+from tests.support.postgres import PostgresCluster
+
+
+def schedule_args(dest: Path, status: Path, *extra: str | Path) -> list[str | Path]:
+    return [
+        "schedule",
+        "--dest",
+        dest,
+        "--interval-minutes",
+        "60",
+        "--status-file",
+        status,
+        "--keep-last",
+        "2",
+        *extra,
+    ]
+
+
+def test_one_run_backs_up_prunes_uploads_rotates_and_reports_healthy(
+    seeded: PostgresCluster,
+    dest: Path,
+    tmp_path: Path,
+    moto_server: str,
+    aws_credentials_file: dict[str, str],
+) -> None:
+    status = tmp_path / "status.json"
+    log = tmp_path / "LATEST_LOG.txt"
+    log.write_text("request served\n" * 200)
+    for day in (1, 2, 3):
+        create_backup(dest, env=seeded.env(), now=datetime(2024, 1, day, tzinfo=UTC))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="backupkey",
+        aws_secret_access_key="backupsecret",
+    )
+    s3.create_bucket(Bucket="nightly")
+    env = {**aws_credentials_file, **seeded.env(base={})}
+
+    result = run_cli(
+        *schedule_args(
+            dest,
+            status,
+            "--once",
+            "--s3-bucket",
+            "nightly",
+            "--s3-region",
+            "us-east-1",
+            "--s3-endpoint-url",
+            moto_server,
+            "--rotate-log",
+            log,
+            "--rotate-max-bytes",
+            "1000",
+            "--rotate-keep",
+            "2",
+        ),
+        env=env,
+    )
+
+    assert result.returncode == 0, result.stderr
+    state = json.loads(status.read_text())
+    assert state["last_result"] == "success" and state["last_error"] is None
+    assert state["state"] == "idle"
+    backups = scan(dest)
+    assert backups[0].name == "astats-20240103T000000Z.dump"
+    assert len(backups) == 2 and all(b.verified for b in backups)
+    assert state["last_backup"] == str(backups[-1].path)
+    remote = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="nightly")["Contents"])
+    assert remote == sorted(n for b in backups for n in (b.name, b.name + ".sha256"))
+    assert (tmp_path / "LATEST_LOG.txt.1").read_text().count("request served") == 200
+    assert log.read_text() == ""
+    assert set(state["steps"]) == {"backup", "prune", "offsite", "rotate-log"}
+
+    healthy = run_cli("health", "--status-file", status, "--max-age-minutes", "5", env=env)
+    assert healthy.returncode == 0 and healthy.stdout.startswith("healthy"), healthy
+    time.sleep(0.1)
+    stale = run_cli("health", "--status-file", status, "--max-age-minutes", "0.001", env=env)
+    assert stale.returncode == 1 and stale.stdout.startswith("unhealthy"), stale
+
+
+def test_a_failed_run_is_recorded_and_unhealthy(
+    seeded: PostgresCluster, dest: Path, tmp_path: Path
+) -> None:
+    status = tmp_path / "status.json"
+    env = seeded.env(password="wrong")
+
+    result = run_cli(*schedule_args(dest, status, "--once"), env=env)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    state = json.loads(status.read_text())
+    assert state["last_result"] == "failure"
+    assert "password authentication failed" in state["last_error"]
+    assert state["consecutive_failures"] == 1
+    assert directory_state(dest) == {}
+    health = run_cli("health", "--status-file", status, "--max-age-minutes", "60", env=env)
+    assert health.returncode == 1
+    assert "last run failed" in health.stdout and "password" in health.stdout
+
+
+def write_status(path: Path, **fields: object) -> None:
+    base: dict[str, object] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "last_result": None,
+        "last_success": None,
+    }
+    path.write_text(json.dumps({**base, **fields}))
+
+
+def test_health_rules(tmp_path: Path) -> None:
+    status = tmp_path / "status.json"
+    now = datetime.now(UTC)
+    assert not check_health(status, 10)[0], "no status file"
+    write_status(status)
+    assert check_health(status, 10)[0], "just started: healthy during the first interval"
+    write_status(status, started_at=(now - timedelta(minutes=30)).isoformat())
+    assert not check_health(status, 10)[0], "started long ago and never succeeded"
+    write_status(status, last_result="success", last_success=now.isoformat())
+    assert check_health(status, 10)[0]
+    old = (now - timedelta(minutes=11)).isoformat()
+    write_status(status, last_result="success", last_success=old)
+    assert not check_health(status, 10)[0], "last success too old"
+    write_status(status, last_result="failure", last_success=now.isoformat(), last_error="x")
+    assert not check_health(status, 10)[0], "last run failed"
+    status.write_text("{not json")
+    assert not check_health(status, 10)[0]
+
+
+SLOW_PG_DUMP = """#!{python}
+import os, sys, time
+time.sleep(30)
+os.execv("{real}", ["{real}", *sys.argv[1:]])
+"""
+
+
+def test_sigterm_during_a_backup_stops_cleanly_without_partial_files(
+    seeded: PostgresCluster, dest: Path, tmp_path: Path
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("pg_dump", "pg_restore"):
+        real = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        wrapper = bindir / tool
+        if tool == "pg_dump":
+            wrapper.write_text(SLOW_PG_DUMP.format(python=sys.executable, real=real))
+            wrapper.chmod(0o755)
+        else:
+            wrapper.symlink_to(real)
+    status = tmp_path / "status.json"
+    env = seeded.env()
+    env.update(PG_BINDIR=str(bindir), PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "astats_ops", *map(str, schedule_args(dest, status))],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not any(p.name.endswith(".partial") for p in dest.iterdir()):
+            assert time.monotonic() < deadline, "the backup never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert directory_state(dest) == {}
+    state = json.loads(status.read_text())
+    assert state["state"] == "stopped"
+    assert state["last_result"] == "aborted"
+    lingering = subprocess.run(
+        ["pgrep", "-f", str(bindir / "pg_dump")], capture_output=True, text=True
+    )
+    assert lingering.stdout.strip() == "", "the pg_dump child outlived the schedule"
+
+
+def test_sigterm_between_runs_exits_promptly(
+    seeded: PostgresCluster, dest: Path, tmp_path: Path
+) -> None:
+    status = tmp_path / "status.json"
+    env = {**seeded.env(), "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "astats_ops", *map(str, schedule_args(dest, status))],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (status.exists() and json.loads(status.read_text())["last_result"]):
+            assert time.monotonic() < deadline, "the first run never finished"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    state = json.loads(status.read_text())
+    assert state["state"] == "stopped" and state["last_result"] == "success"
+    assert len(scan(dest)) == 1
+    assert os.path.exists(state["last_backup"])
