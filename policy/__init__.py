@@ -1,0 +1,1 @@
+"""The operators' policy pack; `astats_rules` holds the rules as plain, testable functions."""

@@ -1,0 +1,1 @@
+"""Tests of the operators' policy pack against the program's real resource graph."""
