@@ -13,10 +13,10 @@ import runpy
 from collections.abc import Mapping
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
-from pulumi_policy import policy as pulumi_policy_module
 
 from policy import astats_rules
 from tests.policy.conftest import POLICY_DIR
@@ -41,7 +41,7 @@ class _FakeServer:
 def analyzer(monkeypatch: pytest.MonkeyPatch, pack_on_path: Any) -> Any:
     """The analyzer servicer that `policy/__main__.py` hands to gRPC."""
     built: list[Any] = []
-    monkeypatch.setattr(pulumi_policy_module.grpc, "server", lambda *a, **k: _FakeServer())
+    monkeypatch.setattr(grpc, "server", lambda *a, **k: _FakeServer())
     monkeypatch.setattr(
         analyzer_pb2_grpc,
         "add_AnalyzerServicer_to_server",
