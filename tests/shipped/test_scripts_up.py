@@ -21,7 +21,10 @@ log="$STUB_DIR/pulumi.log"
 printf '%s\\n' "$*" >>"$log"
 case "$1 $2" in
   "config get") grep -qx "set $3" "$STUB_DIR/config" 2>/dev/null || exit 1 ;;
-  "config set") value=$(cat); echo "set $4" >>"$STUB_DIR/config"; printf '%s' "$value" >"$STUB_DIR/value-${4#astats:}" ;;
+  "config set")
+    value=$(cat)
+    echo "set $4" >>"$STUB_DIR/config"
+    printf '%s' "$value" >"$STUB_DIR/value-${4#astats:}" ;;
 esac
 exit 0
 """
