@@ -129,6 +129,9 @@ class Backups(pulumi.ComponentResource):
                     health_test=health_command(settings),
                     healthcheck=SCHEDULE_HEALTHCHECK,
                     exclusive=True,
+                    # Rotating LATEST_LOG.txt means truncating a file the backend's own user
+                    # owns, whatever uid that is in the real image: only root can.
+                    user="0:0",
                 ),
                 stack=stack,
                 logging=logging,

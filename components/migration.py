@@ -14,8 +14,53 @@ from components.config import BackendSettings, DatabaseSettings
 from components.jobs import JobSpec, docker_run_command
 
 
-def backup_job_command() -> list[str]:
-    return ["python3", "-m", "astats_ops", "backup", "--dest", BACKUPS_MOUNT]
+def pre_migration_backup_job(
+    *,
+    stack: str,
+    database: DatabaseSettings,
+    database_host: str,
+    image: pulumi.Input[str],
+    network: pulumi.Input[str],
+    backups_volume: pulumi.Input[str],
+) -> JobSpec:
+    """`astats_ops backup` in the backup image; prints the verified backup's path."""
+    return JobSpec(
+        stack=stack,
+        name="pre-migration-backup",
+        service="backup",
+        image=image,
+        network=network,
+        command=["python3", "-m", "astats_ops", "backup", "--dest", BACKUPS_MOUNT],
+        memory_mb=512,
+        secret_env="PGPASSWORD",
+        envs={
+            "PGHOST": database_host,
+            "PGPORT": "5432",
+            "PGUSER": database.user,
+            "PGDATABASE": database.name,
+        },
+        volumes=[(backups_volume, BACKUPS_MOUNT)],
+    )
+
+
+def migration_job(
+    *,
+    stack: str,
+    backend: BackendSettings,
+    image: pulumi.Input[str],
+    network: pulumi.Input[str],
+) -> JobSpec:
+    """The migration command in the backend image, with DATABASE_URL from stdin."""
+    return JobSpec(
+        stack=stack,
+        name="migration",
+        service="migration",
+        image=image,
+        network=network,
+        command=backend.migration_command,
+        memory_mb=backend.memory_mb,
+        secret_env="DATABASE_URL",
+    )
 
 
 class Migration(pulumi.ComponentResource):
@@ -52,22 +97,13 @@ class Migration(pulumi.ComponentResource):
         self.backup = command.local.Command(
             "pre-migration-backup",
             create=docker_run_command(
-                JobSpec(
+                pre_migration_backup_job(
                     stack=stack,
-                    name="pre-migration-backup",
-                    service="backup",
+                    database=database,
+                    database_host=database_host,
                     image=backup_image,
                     network=data_network,
-                    command=backup_job_command(),
-                    memory_mb=512,
-                    secret_env="PGPASSWORD",
-                    envs={
-                        "PGHOST": database_host,
-                        "PGPORT": "5432",
-                        "PGUSER": database.user,
-                        "PGDATABASE": database.name,
-                    },
-                    volumes=[(backups_volume, BACKUPS_MOUNT)],
+                    backups_volume=backups_volume,
                 )
             ),
             stdin=pulumi.Output.concat(db_password, "\n"),
@@ -77,15 +113,8 @@ class Migration(pulumi.ComponentResource):
         self.migration = command.local.Command(
             "migration",
             create=docker_run_command(
-                JobSpec(
-                    stack=stack,
-                    name="migration",
-                    service="migration",
-                    image=backend_image,
-                    network=data_network,
-                    command=backend.migration_command,
-                    memory_mb=backend.memory_mb,
-                    secret_env="DATABASE_URL",
+                migration_job(
+                    stack=stack, backend=backend, image=backend_image, network=data_network
                 )
             ),
             stdin=pulumi.Output.concat(database_url(database, database_host, db_password), "\n"),
