@@ -175,12 +175,16 @@ def run_backend(
     host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
     workers: int = 1,
+    python: str = sys.executable,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The demo backend under Uvicorn, with the proxy-header flags the Pulumi program passes,
-    started from the backend directory as the image's WORKDIR."""
+    started from the backend directory as the image's WORKDIR.
+
+    `python` may name another interpreter, e.g. one with the image's requirements installed.
+    """
     log = Path(tempfile.mkstemp(prefix="astats-uvicorn-", suffix=".log")[1])
     command = [
-        sys.executable,
+        python,
         "-m",
         "uvicorn",
         "app.main:app",
