@@ -172,6 +172,9 @@ class NginxSettings(Settings):
     static_cache_days: int = Field(
         365, ge=0, le=3650, description="Cache lifetime of Next.js /_next/static/ assets."
     )
+    resolver_valid_s: int = Field(
+        10, ge=1, le=300, description="Seconds nginx caches an upstream's address (Docker DNS)."
+    )
     websocket: WebSocketSettings = WebSocketSettings()
     healthcheck: Healthcheck = Healthcheck(interval_s=10, retries=3, start_period_s=5)
 
