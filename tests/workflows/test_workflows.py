@@ -106,6 +106,7 @@ def test_the_preview_comments_once_per_pull_request_with_the_policy_pack() -> No
     assert pulumi["with"]["comment-on-pr"] is True
     assert pulumi["with"]["edit-pr-comment"] is True
     assert pulumi["with"]["policyPacks"] == "policy"
+    assert any("policy/venv/bin/pip install" in s.get("run", "") for s in preview["steps"])
 
 
 def test_two_rollouts_of_one_stack_never_run_at_once() -> None:
@@ -118,6 +119,7 @@ def test_two_rollouts_of_one_stack_never_run_at_once() -> None:
     pulumi = next(s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions@"))
     assert pulumi["with"]["command"] == "up"
     assert pulumi["with"]["policyPacks"] == "policy"
+    assert any("policy/venv/bin/pip install" in s.get("run", "") for s in job["steps"])
 
 
 def test_state_and_secrets_need_no_pulumi_cloud_token() -> None:
