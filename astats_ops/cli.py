@@ -154,10 +154,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     policy = _policy(args)
-    doomed = prune_local(args.dest, policy, dry_run=args.dry_run)
+    pruned = prune_local(args.dest, policy, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
-    for backup in doomed:
+    for backup in pruned.deleted:
         print(f"{verb} {backup.path}")
+    for partial in pruned.stale_partials:
+        print(f"{verb} stale {partial}")
     settings = _s3_settings(args)
     if settings is not None:
         client = make_client(settings)

@@ -83,7 +83,7 @@ def run_once(job: Job, env: Mapping[str, str] | None = None) -> tuple[dict[str, 
             errors.append(f"{name}: {exc}")
 
     step("backup", lambda: str(create_backup(job.dest, env=env)))
-    step("prune", lambda: f"deleted {len(prune_local(job.dest, job.policy))}")
+    step("prune", lambda: f"deleted {len(prune_local(job.dest, job.policy).deleted)}")
     if job.s3 is not None:
         step("offsite", lambda: _offsite(job))
     if job.log is not None:

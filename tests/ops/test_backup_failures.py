@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from astats_ops.backup import create_backup
-from tests.ops.conftest import (
+from tests.ops.helpers import (
     assert_one_line_error,
     directory_state,
     remount_read_only,

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.ops.conftest import (
+from tests.ops.helpers import (
     assert_one_line_error,
     database_fingerprint,
     directory_state,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from astats_ops.logrotate import rotate_log
-from tests.ops.conftest import assert_one_line_error, run_cli
+from tests.ops.helpers import assert_one_line_error, run_cli
 
 WRITER = """
 import os, sys, time
@@ -126,7 +126,7 @@ def test_missing_log_is_not_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a folder unwritable")
 def test_unwritable_folder_is_one_clear_line(tmp_path: Path) -> None:
-    from tests.ops.conftest import remount_read_only, tmpfs
+    from tests.ops.helpers import remount_read_only, tmpfs
 
     with tmpfs("1m") as volume:
         log = volume / "LATEST_LOG.txt"

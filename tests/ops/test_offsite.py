@@ -17,8 +17,12 @@ from astats_ops.cli import main
 from astats_ops.errors import OpsError
 from astats_ops.offsite import S3Settings, make_client, prune_remote, remote_names, sync
 from astats_ops.retention import Policy
-from tests.ops.conftest import assert_one_line_error, directory_state, run_cli
-from tests.ops.test_retention import make_backup_files
+from tests.ops.helpers import (
+    assert_one_line_error,
+    directory_state,
+    make_backup_files,
+    run_cli,
+)
 from tests.support.postgres import PostgresCluster, free_tcp_port
 
 STAMPS = [f"2024010{day}T120000Z" for day in range(1, 6)]

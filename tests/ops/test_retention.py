@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from astats_ops.retention import Policy, Snapshot, plan
-from tests.ops.conftest import run_cli
+from tests.ops.helpers import make_backup_files, run_cli
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -119,17 +121,6 @@ def test_negative_counts_are_rejected() -> None:
         Policy(keep_last=1, keep_daily=-1)
 
 
-def make_backup_files(dest: Path, stamps: list[str], broken: set[str]) -> None:
-    import hashlib
-
-    for stamp in stamps:
-        name = f"astats-{stamp}.dump"
-        body = f"dump {stamp}".encode()
-        (dest / name).write_bytes(body)
-        digest = "0" * 64 if stamp in broken else hashlib.sha256(body).hexdigest()
-        (dest / f"{name}.sha256").write_text(f"{digest}  {name}\n")
-
-
 def test_prune_cli_deletes_dump_and_sidecar_together(dest: Path) -> None:
     stamps = [f"202401{day:02d}T0{hour}0000Z" for day in range(1, 6) for hour in (1, 5)]
     make_backup_files(dest, stamps, broken={"20240105T050000Z"})
@@ -175,3 +166,22 @@ def test_prune_cli_deletes_dump_and_sidecar_together(dest: Path) -> None:
     assert [line.split()[-1] for line in dry.stdout.splitlines()] == [
         line.split()[-1] for line in real.stdout.splitlines()
     ]
+
+
+def test_prune_removes_only_stale_partial_files(dest: Path) -> None:
+    make_backup_files(dest, ["20240101T000000Z"], broken=set())
+    stale = dest / ".astats-20240102T000000Z.dump.partial"
+    fresh = dest / ".astats-20240103T000000Z.dump.partial"
+    foreign = dest / ".something-else.partial"
+    for path in (stale, fresh, foreign):
+        path.write_bytes(b"partial")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(stale, (two_days_ago, two_days_ago))
+    os.utime(foreign, (two_days_ago, two_days_ago))
+
+    result = run_cli("prune", "--dest", dest, "--keep-last", "3", env={"PATH": "/usr/bin:/bin"})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"deleted stale {stale}"
+    assert not stale.exists() and fresh.exists() and foreign.exists()
+    assert (dest / "astats-20240101T000000Z.dump").exists()

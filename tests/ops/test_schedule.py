@@ -16,7 +16,7 @@ import boto3
 from astats_ops.backup import create_backup
 from astats_ops.catalog import scan
 from astats_ops.schedule import check_health
-from tests.ops.conftest import REPO_ROOT, directory_state, run_cli
+from tests.ops.helpers import REPO_ROOT, directory_state, run_cli
 from tests.support.postgres import PostgresCluster
 
 
