@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.ops.helpers import (
+    REPO_ROOT,
     assert_one_line_error,
     database_fingerprint,
     directory_state,
@@ -154,3 +157,35 @@ def test_list_of_a_missing_folder_is_one_clear_line(pg: PostgresCluster, tmp_pat
     result = run_cli("list", "--dest", tmp_path / "absent", env=pg.env())
     assert_one_line_error(result, "does not exist")
     assert directory_state(tmp_path) == {}
+
+
+def test_restore_on_a_tty_asks_for_the_database_name(seeded: PostgresCluster, dest: Path) -> None:
+    path = take_backup(seeded, dest)
+    seeded.psql("CREATE TABLE public.marker (id int)")
+    env = {**seeded.env(), "PYTHONPATH": str(REPO_ROOT)}
+
+    def restore_answering(answer: str) -> subprocess.CompletedProcess[str]:
+        controller, terminal = os.openpty()
+        try:
+            os.write(controller, answer.encode())
+            return subprocess.run(
+                [sys.executable, "-m", "astats_ops", "restore", str(path)],
+                stdin=terminal,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            os.close(terminal)
+            os.close(controller)
+
+    refused = restore_answering("nope\n")
+    assert "Type the database name (astats) to confirm" in refused.stderr
+    assert refused.returncode == 1 and "not confirmed" in refused.stderr
+    assert seeded.psql("SELECT to_regclass('public.marker') IS NOT NULL").strip() == "t"
+
+    confirmed = restore_answering("astats\n")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert seeded.psql("SELECT to_regclass('public.marker') IS NULL").strip() == "t"
