@@ -2,8 +2,8 @@
 
 A pure function: no Pulumi, no clock, no randomness, so the same settings always give the
 same text (a no-op `pulumi up` must plan zero changes) and tests can run the result under a
-real nginx. Why upstreams are resolved per request rather than in `upstream {}` blocks is
-explained in docs/proxy.md.
+real nginx. The two ways of reaching upstreams by name (`upstream_mode`) and why "resolve" is
+the default are explained in docs/proxy.md.
 """
 
 from __future__ import annotations
@@ -11,12 +11,20 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from components.config import NginxSettings
 
 HEALTH_PATH = "/healthz"
 NEXT_STATIC_PATH = "/_next/static/"
 DOCKER_DNS = "127.0.0.11"
+UpstreamMode = Literal["resolve", "variable"]
+UPSTREAM_MODES: tuple[UpstreamMode, ...] = ("resolve", "variable")
+RESOLVE_MIN_NGINX = (1, 27, 3)
+UPSTREAM_KEEPALIVE = 32
+# Below Uvicorn's and Node's 5 s idle timeout, so nginx drops an idle upstream connection
+# before the app does and never sends a request down one the app is closing.
+UPSTREAM_KEEPALIVE_TIMEOUT_S = 4
 
 _HOST_PORT = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$"
@@ -82,14 +90,22 @@ def render_nginx_conf(
     resolver: str | None = DOCKER_DNS,
     resolver_valid_s: int = 10,
     runtime: NginxRuntime = NginxRuntime(),
+    upstream_mode: UpstreamMode = "resolve",
 ) -> str:
     """Render the complete nginx.conf.
 
-    `resolver` is the DNS server nginx asks at request time for the upstream names
-    (Docker's embedded DNS by default); `None` means the upstreams are literal addresses and
-    no resolver is configured. `resolver_valid_s` bounds how long a replaced container's
-    old address stays in nginx's cache.
+    `resolver` is the DNS server nginx asks for the upstream names while it runs (Docker's
+    embedded DNS by default); `None` means the upstreams are literal addresses and no
+    resolver is configured. `resolver_valid_s` bounds how long a replaced container's old
+    address stays in nginx's cache.
+
+    `upstream_mode` "resolve" puts each upstream in an `upstream {}` block with keepalive
+    connections, its name re-resolved by `server ... resolve` (needs nginx >= 1.27.3 when a
+    resolver is set); "variable" puts the address in a variable so `proxy_pass` resolves it
+    per request (any nginx version, but a new upstream connection per request).
     """
+    if upstream_mode not in UPSTREAM_MODES:
+        raise ValueError(f"upstream_mode {upstream_mode!r} is not one of {UPSTREAM_MODES}")
     prefixes = _api_locations(api_prefixes, settings.websocket.path)
     if not 0 < listen_port < 65_536:
         raise ValueError(f"listen_port {listen_port} is out of range")
@@ -153,19 +169,31 @@ def render_nginx_conf(
             "    resolver_timeout 5s;",
             "",
         ]
+    keepalive = upstream_mode == "resolve"
+    if keepalive:
+        lines += _upstream_block("backend", upstreams.backend, resolve=resolver is not None)
+        lines += _upstream_block("frontend", upstreams.frontend, resolve=resolver is not None)
+        backend_pass, frontend_pass = "http://backend_upstream", "http://frontend_upstream"
+    else:
+        backend_pass, frontend_pass = "http://$backend_upstream", "http://$frontend_upstream"
     lines += [
         "    server {",
         f"        listen {listen_port};",
         "        server_name _;",
         "",
-        # A variable in proxy_pass makes nginx resolve the name per request (cached for
-        # resolver_valid_s) instead of once at startup: see docs/proxy.md.
-        f"        set $backend_upstream {upstreams.backend};",
-        f"        set $frontend_upstream {upstreams.frontend};",
-        "",
+    ]
+    if not keepalive:
+        lines += [
+            # A variable in proxy_pass makes nginx resolve the name per request (cached for
+            # resolver_valid_s) instead of once at startup: see docs/proxy.md.
+            f"        set $backend_upstream {upstreams.backend};",
+            f"        set $frontend_upstream {upstreams.frontend};",
+            "",
+        ]
+    lines += [
         *_security_headers(8),
         "",
-        *_proxy_defaults(settings.proxy_read_timeout_s),
+        *_proxy_defaults(settings.proxy_read_timeout_s, keepalive=keepalive),
         "",
         f"        location = {HEALTH_PATH} {{",
         "            access_log off;",
@@ -174,33 +202,36 @@ def render_nginx_conf(
         "        }",
         "",
         f'        location ^~ "{settings.websocket.path}" {{',
-        "            proxy_pass http://$backend_upstream;",
+        f"            proxy_pass {backend_pass};",
+        # proxy_set_header in a location replaces the server's whole list, so the upgrade
+        # location repeats the forwarding headers next to its Upgrade/Connection pair.
+        *(_forwarding_headers(12, upgrade=True) if keepalive else []),
         "            proxy_buffering off;",
         f"            proxy_read_timeout {settings.websocket.read_timeout_s}s;",
         f"            proxy_send_timeout {settings.websocket.send_timeout_s}s;",
         "        }",
         "",
         f'        location ^~ "{NEXT_STATIC_PATH}" {{',
-        "            proxy_pass http://$frontend_upstream;",
+        f"            proxy_pass {frontend_pass};",
         *_hidden_headers(12, "Cache-Control"),
         *_security_headers(12),
         f'            add_header Cache-Control "{static_cache}" always;',
         "        }",
     ]
-    catch_all = "backend" if "/" in prefixes else "frontend"
+    catch_all = backend_pass if "/" in prefixes else frontend_pass
     for prefix in prefixes:
         if prefix == "/":
             continue
         lines += [
             "",
             f'        location ^~ "{prefix}" {{',
-            "            proxy_pass http://$backend_upstream;",
+            f"            proxy_pass {backend_pass};",
             "        }",
         ]
     lines += [
         "",
         "        location / {",
-        f"            proxy_pass http://${catch_all}_upstream;",
+        f"            proxy_pass {catch_all};",
         "        }",
         "    }",
         "}",
@@ -264,19 +295,61 @@ def _hidden_headers(indent: int, *extra: str) -> list[str]:
     return [f"{pad}proxy_hide_header {name};" for name in names]
 
 
-def _proxy_defaults(read_timeout_s: int) -> list[str]:
-    pad = " " * 8
+def _upstream_block(role: str, address: str, *, resolve: bool) -> list[str]:
+    server = f"        server {address}"
+    if resolve:
+        # `resolve` keeps the name's addresses current from the resolver (a replaced
+        # container's new address within resolver_valid_s) and lets nginx start while the
+        # name does not resolve yet; it needs the shared-memory zone.
+        return [
+            f"    upstream {role}_upstream {{",
+            f"        zone {role}_upstream 64k;",
+            f"{server} resolve;",
+            f"        keepalive {UPSTREAM_KEEPALIVE};",
+            f"        keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_S}s;",
+            "    }",
+            "",
+        ]
     return [
-        f"{pad}proxy_http_version 1.1;",
+        f"    upstream {role}_upstream {{",
+        f"{server};",
+        f"        keepalive {UPSTREAM_KEEPALIVE};",
+        f"        keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_S}s;",
+        "    }",
+        "",
+    ]
+
+
+def _forwarding_headers(indent: int, *, upgrade: bool) -> list[str]:
+    pad = " " * indent
+    if upgrade:
+        connection = [
+            f"{pad}proxy_set_header Upgrade $http_upgrade;",
+            f"{pad}proxy_set_header Connection $connection_upgrade;",
+        ]
+    else:
+        # An empty Connection lets the upstream connection return to the keepalive pool;
+        # Upgrade is not passed, so only the WebSocket location can switch protocols.
+        connection = [f'{pad}proxy_set_header Connection "";']
+    return [
         f"{pad}proxy_set_header Host $forwarded_host;",
-        f"{pad}proxy_set_header Upgrade $http_upgrade;",
-        f"{pad}proxy_set_header Connection $connection_upgrade;",
+        *connection,
         f"{pad}proxy_set_header X-Real-IP $remote_addr;",
         # nginx is the edge: a client-sent X-Forwarded-For is replaced, never extended, since
         # Uvicorn trusting every proxy takes the left-most entry as the client.
         f"{pad}proxy_set_header X-Forwarded-For $remote_addr;",
         f"{pad}proxy_set_header X-Forwarded-Proto $scheme;",
         f"{pad}proxy_set_header X-Forwarded-Host $forwarded_host;",
+    ]
+
+
+def _proxy_defaults(read_timeout_s: int, *, keepalive: bool) -> list[str]:
+    pad = " " * 8
+    return [
+        f"{pad}proxy_http_version 1.1;",
+        # Without keepalive every location may upgrade (the connection closes anyway), which
+        # is the exact text earlier releases shipped in "variable" mode.
+        *_forwarding_headers(8, upgrade=not keepalive),
         f"{pad}proxy_connect_timeout 5s;",
         f"{pad}proxy_read_timeout {read_timeout_s}s;",
         f"{pad}proxy_send_timeout {read_timeout_s}s;",
