@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,10 +31,8 @@ def create_backup(
     pg_dump = find_tool("pg_dump", env)
     pg_restore = find_tool("pg_restore", env)
     _check_destination(dest)
-    final = dest / backup_name(target.database, now or datetime.now(UTC))
+    final = _free_name(dest, target.database, now)
     sidecar = checksum_path(final)
-    if final.exists() or sidecar.exists():
-        raise OpsError(f"{final} already exists; wait a second and run the backup again")
     partial = dest / f".{final.name}.partial"
     sidecar_partial = dest / f".{sidecar.name}.partial"
     created: list[Path] = []
@@ -72,6 +71,19 @@ def create_backup(
         for path in created:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _free_name(dest: Path, database: str, now: datetime | None) -> Path:
+    """The final path for a backup taken now; names have one-second resolution, so a backup
+    started in the same second as the previous one waits for the next second."""
+    for _ in range(3):
+        final = dest / backup_name(database, now or datetime.now(UTC))
+        if not final.exists() and not checksum_path(final).exists():
+            return final
+        if now is not None:
+            break
+        time.sleep(1.0 - datetime.now(UTC).microsecond / 1e6)
+    raise OpsError(f"{final} already exists; wait a second and run the backup again")
 
 
 def _check_destination(dest: Path) -> None:

@@ -16,8 +16,10 @@ Times are ISO 8601 UTC. ``health`` passes when the last finished run succeeded w
 ``--max-age-minutes``, or, before any run has finished, while the loop started less than
 ``--max-age-minutes`` ago (so choose it larger than the interval plus a backup's duration).
 
-SIGTERM/SIGINT abort the current run: the running pg_dump is killed and the partial files of
-that run are removed; the status file is then marked ``stopped`` and the process exits 0.
+SIGTERM/SIGINT stop the loop. During a run, the running pg_dump/pg_restore is killed and the
+run is abandoned at its next tool call (a run past its last tool call finishes); the files
+the abandoned backup created are removed. The status file is then marked ``stopped`` (and
+``last_result: aborted`` if a run was cut short) and the process exits 0.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from astats_ops.errors import OpsError
 from astats_ops.fsutil import atomic_write_text
 from astats_ops.logrotate import rotate_log
 from astats_ops.offsite import S3Settings, make_client, prune_remote, sync
+from astats_ops.proc import Cancelled, request_cancel
 from astats_ops.prune import prune_local
 from astats_ops.retention import Policy
 
@@ -47,7 +50,7 @@ STATUS_VERSION = 1
 
 
 class Terminated(BaseException):
-    """Raised in the main thread by SIGTERM/SIGINT to abort the current run."""
+    """Raised by SIGTERM/SIGINT to leave the sleep between runs."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Scheduler:
         self.status_file = status_file
         self.interval = interval_minutes * 60
         self.terminating = False
+        self.stop_signal = ""
         self.in_run = False
         self.status: dict[str, Any] = {
             "version": STATUS_VERSION,
@@ -133,9 +137,13 @@ class Scheduler:
         }
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if not self.terminating:
-            self.terminating = True
-            raise Terminated(signal.Signals(signum).name)
+        if self.terminating:
+            return
+        self.terminating = True
+        self.stop_signal = signal.Signals(signum).name
+        request_cancel()
+        if not self.in_run:
+            raise Terminated(self.stop_signal)
 
     def write_status(self) -> None:
         try:
@@ -153,13 +161,17 @@ class Scheduler:
                 succeeded = self._run_and_record()
                 if once:
                     return 0 if succeeded else 1
+                if self.terminating:
+                    raise Terminated(self.stop_signal)
                 time.sleep(max(0.0, started + self.interval - time.monotonic()))
-        except Terminated as stop:
+        except (Terminated, Cancelled):
             self.status["state"] = "stopped"
             if self.in_run:
-                self.status.update(last_result="aborted", last_error=f"run aborted by {stop}")
+                self.status.update(
+                    last_result="aborted", last_error=f"run aborted by {self.stop_signal}"
+                )
             self.write_status()
-            print(f"astats_ops schedule: stopped by {stop}", file=sys.stderr)
+            print(f"astats_ops schedule: stopped by {self.stop_signal}", file=sys.stderr)
             return 0
 
     def _run_and_record(self) -> bool:

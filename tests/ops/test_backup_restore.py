@@ -189,3 +189,12 @@ def test_restore_on_a_tty_asks_for_the_database_name(seeded: PostgresCluster, de
     confirmed = restore_answering("astats\n")
     assert confirmed.returncode == 0, confirmed.stderr
     assert seeded.psql("SELECT to_regclass('public.marker') IS NULL").strip() == "t"
+
+
+def test_back_to_back_backups_get_distinct_names(seeded: PostgresCluster, dest: Path) -> None:
+    first = take_backup(seeded, dest)
+    second = take_backup(seeded, dest)
+    assert first != second
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [first.name, first.name + ".sha256", second.name, second.name + ".sha256"]
+    )
