@@ -1,0 +1,484 @@
+"""The backup image the program builds, and the commands it runs in it, on a real Docker engine.
+
+The backup image is built from the repo's own ``docker/backup/Dockerfile``. Its base, the official
+``postgres:15-bookworm``, cannot be pulled (no registry is reachable here), so it stands in as
+Debian bookworm's own PostgreSQL 15 packages on a debootstrapped bookworm (see
+``tests/docker/images.py``): the same Debian release and PostgreSQL major version, so the same
+pg_dump/pg_restore/psql and apt sources the Dockerfile relies on. The database container runs
+that stand-in with the environment, password file and network alias the program gives it.
+
+Each test gets its own internal network, database and volumes, all removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.backup import (
+    BACKUPS_MOUNT,
+    LOGS_MOUNT,
+    STATUS_FILE,
+    health_command,
+    schedule_command,
+)
+from components.config import BackupSettings, DatabaseSettings
+from components.container import contract_labels
+from components.database import DB_ALIAS, PASSWORD_FILE, PGDATA, pg_isready_test
+from components.jobs import docker_run_argv
+from components.migration import pre_migration_backup_job
+from components.secret_files import (
+    LAUNCHER_PATH,
+    LAUNCHER_SOURCE,
+    SECRETS_DIR,
+    launcher_entrypoint,
+)
+from tests.docker import images
+from tests.docker.conftest import _unavailable, docker
+from tests.docker.test_jobs_and_secrets_in_docker import upload
+
+DATABASE = DatabaseSettings()
+BACKEND_LOG = "LATEST_LOG.txt"
+BACKEND_UID = 10001
+ROWS = 200
+LOG_LINE = "2024-05-01T12:00:00Z INFO request handled in 3 ms\n"
+BACKUP_NAME = re.compile(rf"^{BACKUPS_MOUNT}/{DATABASE.name}-\d{{8}}T\d{{6}}Z\.dump$")
+TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class Images:
+    postgres: str
+    backup: str
+
+
+@pytest.fixture(scope="session")
+def test_images(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Images:
+    if not images.image_exists(images.BASE_TAG):
+        if shutil.which("debootstrap") is None:
+            _unavailable(
+                "debootstrap is needed for the base image (apt-get install -y debootstrap)"
+            )
+        if os.geteuid() != 0:
+            _unavailable("debootstrap needs root to build the base image")
+    # A failure from here on (bootstrap, the stand-in, the repo's Dockerfile) fails every test.
+    base = images.bookworm_base(tmp_path_factory.mktemp("bookworm"))
+    postgres = images.postgres_standin(base)
+    return Images(postgres=postgres, backup=images.backup_image(postgres))
+
+
+@dataclass
+class Env:
+    """One test's network, database and volumes; `close` removes what it created."""
+
+    images: Images
+    network: str
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    password: str = field(default_factory=lambda: f"pw {uuid.uuid4().hex} with $HOME'\"")
+    containers: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+    @property
+    def stack(self) -> str:
+        return f"t{self.suffix}"
+
+    def volume(self, role: str) -> str:
+        name = f"astats-test-{role}-{self.suffix}"
+        docker("volume", "create", name)
+        self.volumes.append(name)
+        return name
+
+    def create(self, *args: str) -> str:
+        name = f"astats-test-{uuid.uuid4().hex[:8]}"
+        docker("create", f"--name={name}", *args)
+        self.containers.append(name)
+        return name
+
+    def close(self) -> None:
+        for container in reversed(self.containers):
+            docker("rm", "--force", "--volumes", container, check=False)
+        # The job containers run with --rm; one killed mid-run could still be going.
+        docker("rm", "--force", f"astats-{self.stack}-pre-migration-backup", check=False)
+        for volume in self.volumes:
+            docker("volume", "rm", "--force", volume, check=False)
+
+
+@pytest.fixture
+def env(test_images: Images, network: str) -> Iterator[Env]:
+    environment = Env(test_images, network)
+    try:
+        yield environment
+    finally:
+        environment.close()
+
+
+def start_database(env: Env, scratch: Path) -> str:
+    """The database as the program runs it: alias `db`, password uploaded as a file."""
+    name = env.create(
+        f"--network={env.network}",
+        f"--network-alias={DB_ALIAS}",
+        f"--shm-size={DATABASE.shm_size_mb}m",
+        f"--env=POSTGRES_DB={DATABASE.name}",
+        f"--env=POSTGRES_USER={DATABASE.user}",
+        f"--env=POSTGRES_PASSWORD_FILE={PASSWORD_FILE}",
+        f"--env=PGDATA={PGDATA}",
+        f"--volume={env.volume('pgdata')}:{PGDATA}",
+        env.images.postgres,
+    )
+    upload(name, {PASSWORD_FILE: (env.password, 0o444)}, scratch)
+    docker("start", name)
+    ready = pg_isready_test(DATABASE)[1:]
+    deadline = time.monotonic() + 60
+    while docker("exec", name, *ready, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"database never became ready: {docker('logs', name).stderr[-2000:]}")
+        time.sleep(0.3)
+    sql(name, "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL)")
+    sql(name, f"INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, {ROWS}) AS i")
+    return name
+
+
+def sql(database: str, statement: str) -> str:
+    """Run SQL in the database container over its socket, as the server's own user."""
+    result = docker(
+        "exec",
+        "--user=postgres",
+        database,
+        "psql",
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-At",
+        f"--username={DATABASE.user}",
+        f"--dbname={DATABASE.name}",
+        f"--command={statement}",
+    )
+    return result.stdout.strip()
+
+
+def run_backup_job(env: Env, backups: str, password: str) -> subprocess.CompletedProcess[str]:
+    """The pre-migration backup exactly as the program runs it: its argv, the secret on stdin."""
+    spec = pre_migration_backup_job(
+        stack=env.stack,
+        database=DATABASE,
+        database_host=DB_ALIAS,
+        image=env.images.backup,
+        network=env.network,
+        backups_volume=backups,
+    )
+    argv = docker_run_argv(spec, env.images.backup, env.network, [backups])
+    return subprocess.run(
+        argv, input=password + "\n", capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+
+
+def in_volume(
+    env: Env, volume: str, *command: str, user: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A command in a throwaway container of the backup image, the volume at /backups."""
+    return subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network=none",
+            *([f"--user={user}"] if user else []),
+            f"--volume={volume}:{BACKUPS_MOUNT}",
+            f"--workdir={BACKUPS_MOUNT}",
+            "--entrypoint=",
+            env.images.backup,
+            *command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+def listed(env: Env, volume: str, user: str | None = None) -> list[dict[str, Any]]:
+    """`astats_ops list`, by default as the image's own user."""
+    result = in_volume(
+        env,
+        volume,
+        "python3",
+        "-m",
+        "astats_ops",
+        "list",
+        f"--dest={BACKUPS_MOUNT}",
+        "--json",
+        user=user,
+    )
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def snapshot(env: Env, volume: str) -> str:
+    """Every file in the volume with its size, mtime and sha256."""
+    result = in_volume(
+        env,
+        volume,
+        "sh",
+        "-c",
+        "find . -type f -printf '%p %s %T@\\n' | sort && find . -type f -print0 | sort -z "
+        "| xargs -0 -r sha256sum",
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def one_backup(env: Env, backups: str) -> str:
+    result = run_backup_job(env, backups, env.password)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_pre_migration_backup_job_writes_a_verified_dump(env: Env, tmp_path: Path) -> None:
+    start_database(env, tmp_path)
+    backups = env.volume("backups")
+
+    result = run_backup_job(env, backups, env.password)
+
+    assert result.returncode == 0, result.stderr
+    # The program records stdout as the backup's path and replaces the migration with it.
+    assert BACKUP_NAME.match(result.stdout.rstrip("\n")), result.stdout
+    assert result.stdout.count("\n") == 1
+    path = result.stdout.strip()
+    name = Path(path).name
+    [row] = listed(env, backups)
+    assert (row["path"], row["database"], row["verification"]) == (path, DATABASE.name, "ok")
+    files = in_volume(env, backups, "ls", "-A").stdout.split()
+    assert sorted(files) == [name, f"{name}.sha256"]
+    checked = in_volume(env, backups, "sha256sum", "--check", f"{name}.sha256")
+    assert checked.returncode == 0 and checked.stdout.strip() == f"{name}: OK", checked.stderr
+    toc = in_volume(env, backups, "pg_restore", "--list", name)
+    assert toc.returncode == 0, toc.stderr
+    assert "TABLE DATA public items" in toc.stdout
+
+
+def test_backup_job_with_a_wrong_password_fails_in_one_line_and_keeps_old_backups(
+    env: Env, tmp_path: Path
+) -> None:
+    start_database(env, tmp_path)
+    backups = env.volume("backups")
+    one_backup(env, backups)
+    before = snapshot(env, backups)
+    # Backup names have one-second resolution: a new second makes the failure pg_dump's own.
+    time.sleep(1.1)
+
+    result = run_backup_job(env, backups, "not the password")
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("astats_ops backup: error: pg_dump of database 'astats'")
+    assert 'password authentication failed for user "astats"' in lines[0]
+    assert "check PGUSER and PGPASSWORD" in lines[0]
+    assert result.stdout == ""
+    assert snapshot(env, backups) == before
+
+
+def create_with_secrets(
+    env: Env, scratch: Path, options: list[str], command: list[str], secrets: dict[str, str]
+) -> str:
+    """A container started through the launcher, its secrets uploaded as the provider does."""
+    entrypoint = launcher_entrypoint()
+    name = env.create(
+        f"--network={env.network}",
+        *[f"--env={k}={v}" for k, v in sorted(libpq_env().items())],
+        *options,
+        f"--entrypoint={entrypoint[0]}",
+        env.images.backup,
+        *entrypoint[1:],
+        *command,
+    )
+    files = {LAUNCHER_PATH: (LAUNCHER_SOURCE.read_text(), 0o555)}
+    files |= {f"{SECRETS_DIR}/{k}": (v, 0o444) for k, v in secrets.items()}
+    upload(name, files, scratch)
+    return name
+
+
+def libpq_env() -> dict[str, str]:
+    # The same variables components/backup.py gives the scheduler.
+    return {
+        "PGHOST": DB_ALIAS,
+        "PGPORT": "5432",
+        "PGUSER": DATABASE.user,
+        "PGDATABASE": DATABASE.name,
+    }
+
+
+def write_backend_log(env: Env, logs: str, size: int) -> None:
+    """A log of whole lines owned by the backend's uid, readable by that uid only."""
+    script = (
+        "import os, sys\n"
+        "path, line, size, uid = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])\n"
+        "with open(path, 'w') as f:\n"
+        "    f.write(line * (size // len(line)))\n"
+        "os.chown(path, uid, uid)\n"
+        "os.chmod(path, 0o600)\n"
+    )
+    result = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network=none",
+            "--user=0:0",
+            f"--volume={logs}:{LOGS_MOUNT}",
+            "--entrypoint=python3",
+            env.images.backup,
+            "-c",
+            script,
+            f"{LOGS_MOUNT}/{BACKEND_LOG}",
+            LOG_LINE,
+            str(size),
+            str(BACKEND_UID),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def read_status(container: str) -> dict[str, Any] | None:
+    result = docker("exec", container, "cat", STATUS_FILE, check=False)
+    if result.returncode != 0:
+        return None
+    status: dict[str, Any] = json.loads(result.stdout)
+    return status
+
+
+def test_scheduler_backs_up_rotates_the_backend_log_and_reports_healthy(
+    env: Env, tmp_path: Path
+) -> None:
+    start_database(env, tmp_path)
+    backups, logs = env.volume("backups"), env.volume("logs")
+    settings = BackupSettings(interval_minutes=5, log_rotate_max_mb=1, log_rotate_keep=2)
+    log_size = 3 * 1024 * 1024 // 2 // len(LOG_LINE) * len(LOG_LINE)
+    write_backend_log(env, logs, log_size)
+    # The scheduler's container options as components/container.py sets them.
+    options = [
+        "--user=0:0",
+        f"--memory={settings.memory_mb}m",
+        f"--memory-swap={settings.memory_mb}m",
+        f"--cpus={settings.cpus:g}",
+        "--security-opt=no-new-privileges:true",
+        *[f"--label={k}={v}" for k, v in sorted(contract_labels(env.stack, "backup").items())],
+        f"--volume={backups}:{BACKUPS_MOUNT}",
+        f"--volume={logs}:{LOGS_MOUNT}",
+    ]
+    scheduler = create_with_secrets(
+        env,
+        tmp_path,
+        options,
+        schedule_command(settings, BACKEND_LOG),
+        {"PGPASSWORD": env.password},
+    )
+    docker("start", scheduler)
+
+    deadline = time.monotonic() + TIMEOUT_S
+    while (status := read_status(scheduler)) is None or status["last_finished"] is None:
+        running = docker("inspect", "--format={{.State.Running}}", scheduler).stdout.strip()
+        assert running == "true", docker("logs", scheduler).stderr
+        assert time.monotonic() < deadline, f"no finished run; status: {status}"
+        time.sleep(0.5)
+
+    assert status["last_result"] == "success", status
+    assert status["steps"]["rotate-log"].startswith("rotated"), status
+    assert BACKUP_NAME.match(status["last_backup"]), status
+    [row] = listed(env, backups, user="0:0")
+    assert (row["path"], row["verification"]) == (status["last_backup"], "ok")
+
+    # What Docker's healthcheck runs: an exec in the container, as its user.
+    health = docker("exec", scheduler, *health_command(settings)[1:], check=False)
+    assert health.returncode == 0, health.stdout + health.stderr
+    assert health.stdout.startswith("healthy: last run succeeded")
+
+    stat = docker(
+        "exec", scheduler, "sh", "-c", f"cd {LOGS_MOUNT} && stat -c '%n %u %a %s' {BACKEND_LOG}*"
+    ).stdout.splitlines()
+    # The live log keeps its owner; the rotated copy keeps the log's mode (its owner is the
+    # scheduler's, root: see the report on rotated copies' ownership).
+    assert stat[0] == f"{BACKEND_LOG} {BACKEND_UID} 600 0"
+    assert stat[1].startswith(f"{BACKEND_LOG}.1 ") and stat[1].endswith(f" 600 {log_size}")
+    assert len(stat) == 2, stat
+    assert env.password not in docker("inspect", scheduler).stdout
+
+    # `pulumi destroy`/replacement stops it with SIGTERM: it exits 0 and says so.
+    docker("stop", "--time=30", scheduler)
+    assert docker("inspect", "--format={{.State.ExitCode}}", scheduler).stdout.strip() == "0"
+    stopped = in_volume(env, backups, "cat", STATUS_FILE)
+    assert json.loads(stopped.stdout)["state"] == "stopped"
+
+
+def test_restore_from_the_backup_image_brings_deleted_rows_back(env: Env, tmp_path: Path) -> None:
+    database = start_database(env, tmp_path)
+    backups = env.volume("backups")
+    path = one_backup(env, backups)
+    sql(database, "DELETE FROM items WHERE id % 2 = 0")
+    sql(database, "CREATE TABLE after_backup (id integer)")
+    assert sql(database, "SELECT count(*) FROM items") == str(ROWS // 2)
+
+    restorer = create_with_secrets(
+        env,
+        tmp_path,
+        [f"--volume={backups}:{BACKUPS_MOUNT}", "--security-opt=no-new-privileges:true"],
+        ["python3", "-m", "astats_ops", "restore", path, "--yes"],
+        {"PGPASSWORD": env.password},
+    )
+    result = subprocess.run(
+        ["docker", "start", "--attach", restorer], capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"restored {path} into database 'astats' on {DB_ALIAS}:5432 as 'astats'"
+    )
+    expected = f"{ROWS}|{ROWS * (ROWS + 1) // 2}"
+    assert sql(database, "SELECT count(*), sum(id) FROM items") == expected
+    assert sql(database, "SELECT to_regclass('public.after_backup') IS NULL") == "t"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the scheduler runs as root and writes backups root:root 0600; the image's own "
+    "user (postgres), which the pre-migration job, list and restore run as, cannot read them",
+)
+def test_backups_taken_by_the_scheduler_are_readable_by_the_image_user(
+    env: Env, tmp_path: Path
+) -> None:
+    start_database(env, tmp_path)
+    backups, logs = env.volume("backups"), env.volume("logs")
+    scheduler = create_with_secrets(
+        env,
+        tmp_path,
+        [
+            "--user=0:0",
+            "--security-opt=no-new-privileges:true",
+            f"--volume={backups}:{BACKUPS_MOUNT}",
+            f"--volume={logs}:{LOGS_MOUNT}",
+        ],
+        [*schedule_command(BackupSettings(), BACKEND_LOG), "--once"],
+        {"PGPASSWORD": env.password},
+    )
+    ran = subprocess.run(
+        ["docker", "start", "--attach", scheduler], capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr
+
+    rows = listed(env, backups)
+
+    assert [row["verification"] for row in rows] == ["ok"]
