@@ -1,4 +1,9 @@
-"""Fixtures: one demo backend and one frontend stand-in per session, nginx per module."""
+"""Fixtures: one demo backend and one frontend stand-in per session, nginx per module.
+
+`nginx` parametrizes a test over the nginx programs and upstream modes it runs against:
+Debian's own nginx 1.22 in "variable" mode (it predates `server ... resolve`), and a current
+nginx from Debian unstable, in a local container image, in both modes.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.nginx_conf import Upstreams
-from tests.proxy import harness
+from components.nginx_conf import UpstreamMode, Upstreams
+from tests.proxy import harness, nginx_image
+
+NGINX_VARIANTS = (
+    pytest.param(("local", "variable"), id="debian-variable"),
+    pytest.param(("container", "variable"), id="sid-variable"),
+    pytest.param(("container", "resolve"), id="sid-resolve"),
+)
+
+
+def _unavailable(message: str) -> None:
+    if harness.in_ci():
+        pytest.fail(f"{message} (under CI this fails instead of skipping)")
+    pytest.skip(message)
 
 
 def require_nginx() -> str:
@@ -15,14 +32,36 @@ def require_nginx() -> str:
     try:
         return harness.nginx_binary()
     except harness.NginxUnavailableError as exc:
-        if harness.in_ci():
-            pytest.fail(f"nginx unavailable under CI: {exc}")
-        pytest.skip(str(exc))
+        _unavailable(f"nginx unavailable: {exc}")
+        raise
 
 
 @pytest.fixture(scope="session")
 def nginx_bin() -> str:
     return require_nginx()
+
+
+@pytest.fixture(scope="session")
+def local_nginx(nginx_bin: str) -> harness.LocalNginx:
+    return harness.LocalNginx(nginx_bin)
+
+
+@pytest.fixture(scope="session")
+def container_nginx() -> harness.ContainerNginx:
+    """A current nginx in a local image; docker or debootstrap missing fails under CI."""
+    try:
+        return harness.ContainerNginx(nginx_image.nginx_image())
+    except nginx_image.ImageError as exc:
+        _unavailable(f"no nginx >= 1.27.3 image: {exc}")
+        raise
+
+
+@pytest.fixture(scope="session", params=NGINX_VARIANTS)
+def nginx(request: pytest.FixtureRequest) -> harness.NginxVariant:
+    kind, mode = request.param
+    upstream_mode: UpstreamMode = mode
+    runner: harness.NginxRunner = request.getfixturevalue(f"{kind}_nginx")
+    return harness.NginxVariant(runner, upstream_mode)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,12 @@
 """Real processes for the proxy tests and the proxy benchmark.
 
 nginx runs in the foreground from a temp prefix with the config `render_nginx_conf` produced,
-the demo backend runs under a real Uvicorn started the way the Pulumi program starts it, a tiny
-`http.server` stands in for the Next.js frontend, and a tiny DNS server plays Docker's embedded
-DNS so name re-resolution can be watched on loopback.
+either the machine's own nginx (Debian's 1.22) or, through `ContainerNginx`, a current nginx
+in a local image with the host's network and the prefix bind-mounted at the same path, so both
+see the same loopback upstreams, fake DNS and files. The demo backend runs under a real
+Uvicorn started the way the Pulumi program starts it, a tiny `http.server` stands in for the
+Next.js frontend, and a tiny DNS server plays Docker's embedded DNS so name re-resolution can
+be watched on loopback.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
 from components.config import NginxSettings
-from components.nginx_conf import NginxRuntime, Upstreams, render_nginx_conf
+from components.nginx_conf import NginxRuntime, UpstreamMode, Upstreams, render_nginx_conf
 
 REPO = Path(__file__).resolve().parents[2]
 BACKEND_DIR = REPO / "examples" / "demo-app" / "backend"
@@ -88,12 +92,97 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
+@dataclass(frozen=True)
+class LocalNginx:
+    """The nginx installed on this machine, run as a subprocess."""
+
+    binary: str
+
+    @property
+    def label(self) -> str:
+        return f"nginx {nginx_version([self.binary, '-v'])} (local)"
+
+    def command(self, root: Path, *args: str) -> list[str]:
+        return [self.binary, "-p", str(root), "-c", str(root / "nginx.conf"), *args]
+
+    def cleanup(self, command: Sequence[str]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ContainerNginx:
+    """nginx from a local image, on the host's network with `root` mounted at its own path."""
+
+    image: str
+    _names: dict[tuple[str, ...], str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        version = nginx_version(["docker", "run", "--rm", self.image, "nginx", "-v"])
+        return f"nginx {version} (container {self.image})"
+
+    def command(self, root: Path, *args: str) -> list[str]:
+        name = f"astats-test-nginx-{uuid.uuid4().hex[:12]}"
+        command = [
+            "docker",
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--volume",
+            f"{root}:{root}",
+            self.image,
+            "nginx",
+            "-p",
+            str(root),
+            "-c",
+            str(root / "nginx.conf"),
+            *args,
+        ]
+        self._names[tuple(command)] = name
+        return command
+
+    def cleanup(self, command: Sequence[str]) -> None:
+        # The docker client passes SIGTERM on to nginx; should it die first, the container
+        # would outlive the test.
+        name = self._names.pop(tuple(command), None)
+        if name is not None:
+            subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+
+
+NginxRunner = LocalNginx | ContainerNginx
+
+
+@dataclass(frozen=True)
+class NginxVariant:
+    """One nginx program and the upstream mode its config is rendered in."""
+
+    runner: NginxRunner
+    upstream_mode: UpstreamMode
+
+    def __str__(self) -> str:
+        return f"{self.runner.label}, upstream_mode={self.upstream_mode}"
+
+
+def nginx_version(command: Sequence[str]) -> str:
+    result = subprocess.run(list(command), capture_output=True, text=True, check=False)
+    output = result.stderr + result.stdout
+    return output.split("nginx/", 1)[1].split()[0] if "nginx/" in output else "?"
+
+
+def local_variant(upstream_mode: UpstreamMode = "variable") -> NginxVariant:
+    return NginxVariant(LocalNginx(nginx_binary()), upstream_mode)
+
+
 @dataclass
 class Nginx:
     port: int
     root: Path
     config: str
     process: subprocess.Popen[bytes]
+    variant: NginxVariant
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -116,17 +205,22 @@ def runtime_in(root: Path) -> NginxRuntime:
     )
 
 
-def nginx_check(render: Callable[[NginxRuntime], str]) -> subprocess.CompletedProcess[str]:
+def nginx_check(
+    render: Callable[[NginxRuntime], str], runner: NginxRunner | None = None
+) -> subprocess.CompletedProcess[str]:
     """`nginx -t` on the config `render` returns for runtime paths in a throwaway prefix."""
-    with tempfile.TemporaryDirectory(prefix="astats-nginx-t-") as root:
-        path = Path(root) / "nginx.conf"
-        path.write_text(render(runtime_in(Path(root))))
-        return subprocess.run(
-            [nginx_binary(), "-t", "-p", root, "-c", str(path)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    runner = runner or LocalNginx(nginx_binary())
+    root = Path(tempfile.mkdtemp(prefix="astats-nginx-t-"))
+    try:
+        os.chmod(root, 0o755)
+        (root / "nginx.conf").write_text(render(runtime_in(root)))
+        command = runner.command(root, "-t")
+        try:
+            return subprocess.run(command, capture_output=True, text=True, check=False)
+        finally:
+            runner.cleanup(command)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -137,9 +231,11 @@ def run_nginx(
     *,
     resolver: str | None = None,
     resolver_valid_s: int = 10,
+    variant: NginxVariant | None = None,
 ) -> Iterator[Nginx]:
-    """Render the config for a free loopback port and run nginx on it until the block ends."""
-    binary = nginx_binary()
+    """Render the config for a free loopback port and run nginx on it until the block ends;
+    without `variant`, the machine's own nginx in "variable" mode."""
+    variant = variant or local_variant()
     root = Path(tempfile.mkdtemp(prefix="astats-nginx-"))
     os.chmod(root, 0o755)  # workers run as nobody and write proxy temp files here
     port = free_port()
@@ -151,20 +247,18 @@ def run_nginx(
         resolver=resolver,
         resolver_valid_s=resolver_valid_s,
         runtime=runtime_in(root),
+        upstream_mode=variant.upstream_mode,
     )
     (root / "nginx.conf").write_text(config)
+    command = variant.runner.command(root, "-g", "daemon off;")
     with (root / "stderr.log").open("wb") as stderr:
-        process = subprocess.Popen(
-            [binary, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"],
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-        )
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
     try:
-        _wait_until_ok(f"http://127.0.0.1:{port}/healthz", process, root / "stderr.log", 10)
-        yield Nginx(port=port, root=root, config=config, process=process)
+        _wait_until_ok(f"http://127.0.0.1:{port}/healthz", process, root / "stderr.log", 20)
+        yield Nginx(port=port, root=root, config=config, process=process, variant=variant)
     finally:
         _stop(process)
+        variant.runner.cleanup(command)
         shutil.rmtree(root, ignore_errors=True)
 
 

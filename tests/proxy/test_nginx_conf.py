@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from components.config import BackendSettings, BuildSettings, NginxSettings, WebSocketSettings
-from components.nginx_conf import NginxRuntime, Upstreams, render_nginx_conf
+from components.nginx_conf import (
+    UPSTREAM_KEEPALIVE,
+    NginxRuntime,
+    UpstreamMode,
+    Upstreams,
+    render_nginx_conf,
+)
 from tests.proxy import harness
 
 PRODUCTION_RUNTIME = NginxRuntime()
@@ -25,6 +31,7 @@ def _render(
     prefixes: tuple[str, ...],
     resolver: str | None,
     runtime: NginxRuntime = PRODUCTION_RUNTIME,
+    upstream_mode: UpstreamMode = "resolve",
 ) -> str:
     return render_nginx_conf(
         settings,
@@ -32,7 +39,12 @@ def _render(
         DOCKER_UPSTREAMS if resolver else Upstreams("127.0.0.1:8000", "127.0.0.1:3000"),
         resolver=resolver,
         runtime=runtime,
+        upstream_mode=upstream_mode,
     )
+
+
+def _block(config: str, opening: str) -> str:
+    return config.split(opening + " {")[1].split("}")[0]
 
 
 @pytest.mark.parametrize(
@@ -44,18 +56,93 @@ def _render(
     ],
 )
 def test_nginx_accepts_the_rendered_config(
-    nginx_bin: str, settings: NginxSettings, prefixes: tuple[str, ...], resolver: str | None
+    nginx: harness.NginxVariant,
+    settings: NginxSettings,
+    prefixes: tuple[str, ...],
+    resolver: str | None,
 ) -> None:
-    result = harness.nginx_check(lambda runtime: _render(settings, prefixes, resolver, runtime))
-    assert result.returncode == 0, result.stderr
+    result = harness.nginx_check(
+        lambda runtime: _render(settings, prefixes, resolver, runtime, nginx.upstream_mode),
+        nginx.runner,
+    )
+    assert result.returncode == 0, f"{nginx}: {result.stderr}"
 
 
-def test_config_with_unresolvable_upstream_names_still_passes_nginx_t(nginx_bin: str) -> None:
+def test_config_with_unresolvable_upstream_names_still_passes_nginx_t(
+    nginx: harness.NginxVariant,
+) -> None:
     """`backend` resolves nowhere on this machine: nginx must not need it at startup."""
     result = harness.nginx_check(
-        lambda runtime: _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", runtime)
+        lambda runtime: _render(
+            NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", runtime, nginx.upstream_mode
+        ),
+        nginx.runner,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, f"{nginx}: {result.stderr}"
+
+
+def test_nginx_1_22_cannot_run_the_resolve_form(local_nginx: harness.LocalNginx) -> None:
+    """Why Debian's own nginx is only tested in "variable" mode (see docs/proxy.md)."""
+    result = harness.nginx_check(
+        lambda runtime: _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", runtime),
+        local_nginx,
+    )
+    if result.returncode == 0:
+        pytest.skip(f"{local_nginx.label} supports resolve: test it in both modes")
+    assert 'invalid parameter "resolve"' in result.stderr
+
+
+def test_resolve_mode_keeps_upstream_connections_alive_and_re_resolves() -> None:
+    config = _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11")
+    backend = _block(config, "upstream backend_upstream")
+    assert "zone backend_upstream 64k;" in backend
+    assert "server backend:8000 resolve;" in backend
+    assert f"keepalive {UPSTREAM_KEEPALIVE};" in backend
+    assert "server frontend:3000 resolve;" in _block(config, "upstream frontend_upstream")
+    assert "$backend_upstream" not in config
+    server = config.split("server {")[1].split("location")[0]
+    assert "proxy_http_version 1.1;" in server
+    assert 'proxy_set_header Connection "";' in server
+    assert "Upgrade" not in server, "plain HTTP must not switch protocols"
+    websocket = _block(config, 'location ^~ "/ws/dev-cockpit"')
+    assert "proxy_pass http://backend_upstream;" in websocket
+    assert "proxy_set_header Upgrade $http_upgrade;" in websocket
+    assert "proxy_set_header Connection $connection_upgrade;" in websocket
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in websocket
+    assert "proxy_pass http://backend_upstream;" in _block(config, 'location ^~ "/api/"')
+    assert "proxy_pass http://frontend_upstream;" in _block(config, "location /")
+
+
+def test_resolve_mode_without_resolver_uses_static_addresses() -> None:
+    config = _render(NginxSettings(), DEFAULT_PREFIXES, None)
+    backend = _block(config, "upstream backend_upstream")
+    assert "server 127.0.0.1:8000;" in backend
+    assert f"keepalive {UPSTREAM_KEEPALIVE};" in backend
+    assert "resolve" not in config and "zone" not in config
+
+
+def test_variable_mode_resolves_per_request_without_upstream_blocks() -> None:
+    config = _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", upstream_mode="variable")
+    assert "\n    upstream " not in config
+    assert "set $backend_upstream backend:8000;" in config
+    assert "proxy_pass http://$backend_upstream;" in _block(config, 'location ^~ "/api/"')
+    assert "proxy_set_header Connection $connection_upgrade;" in config
+    assert 'Connection ""' not in config
+
+
+def test_default_upstream_mode_is_resolve() -> None:
+    config = render_nginx_conf(NginxSettings(), DEFAULT_PREFIXES, DOCKER_UPSTREAMS)
+    assert "server backend:8000 resolve;" in config
+
+
+def test_unknown_upstream_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="upstream_mode"):
+        render_nginx_conf(
+            NginxSettings(),
+            DEFAULT_PREFIXES,
+            DOCKER_UPSTREAMS,
+            upstream_mode="static",  # type: ignore[arg-type]
+        )
 
 
 def test_rendering_is_deterministic() -> None:
