@@ -95,6 +95,9 @@ def main() -> int:
                 )
             dump_size = Path(last_backup).stat().st_size
             print(f"dump size {dump_size / 1e6:.1f} MB")
+            rounds = zip(plain_times, astats_times, strict=True)
+            paired = statistics.median(plain / ours for plain, ours in rounds)
+            print(f"median of per-round ratios pg_dump/astats = {paired:.3f} (target >= 0.9)")
             for label, pick in (("median", statistics.median), ("best", min)):
                 plain, ours = pick(plain_times), pick(astats_times)
                 print(
