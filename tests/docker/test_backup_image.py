@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -178,8 +179,13 @@ def run_backup_job(env: Env, backups: str, password: str) -> subprocess.Complete
         backups_volume=backups,
     )
     argv = docker_run_argv(spec, env.images.backup, env.network, [backups])
+    # pulumi-command runs the joined command line through /bin/sh -c, as here.
     return subprocess.run(
-        argv, input=password + "\n", capture_output=True, text=True, timeout=TIMEOUT_S
+        ["/bin/sh", "-c", shlex.join(argv)],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
     )
 
 
