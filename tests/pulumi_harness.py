@@ -50,6 +50,7 @@ class Registered:
 @dataclass
 class Graph:
     resources: list[Registered] = field(default_factory=list)
+    stack_outputs: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -208,6 +209,11 @@ def evaluate(
 
         try:
             program()
+            # Exports sit on the root stack resource; under mocks nothing registers them.
+            root = pulumi.runtime.settings.get_root_resource()
+            exported = getattr(root, "outputs", {})
+            resolved = loop.run_until_complete(pulumi.Output.from_input(exported).future())
+            graph.stack_outputs = dict(resolved or {})
         finally:
             loop.close()
         return graph

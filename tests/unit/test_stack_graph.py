@@ -247,3 +247,13 @@ def test_nginx_runs_the_rendered_config(graph: Graph) -> None:
     uploads = graph.containers()["nginx"].inputs["uploads"]
     conf = next(u for u in uploads if u["file"] == "/etc/nginx/nginx.conf")["content"]
     assert "/ws/dev-cockpit" in conf
+
+
+def test_stack_outputs_tell_operators_where_everything_is(graph: Graph) -> None:
+    outputs = graph.stack_outputs
+    assert outputs["url"] == "http://localhost:8080"
+    names = {c.outputs["name"] for c in graph.of_type("docker:index/container:Container")}
+    assert set(outputs["containers"]) == SERVICES
+    assert set(outputs["containers"].values()) == names
+    assert outputs["dataVolume"] == "astats-dev-pgdata"
+    assert outputs["backupsVolume"] == "astats-dev-backups"
