@@ -94,6 +94,8 @@ def _check_destination(dest: Path) -> None:
 
 
 def _create_exclusive(path: Path, dest: Path) -> None:
+    """Create ``path`` (mode 0600); when running as root, owned by the folder's owner, so
+    the image's unprivileged user can still list, upload and restore what root wrote."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -101,7 +103,12 @@ def _create_exclusive(path: Path, dest: Path) -> None:
             f"cannot write to backup directory {dest}: {exc.strerror}; check that it is "
             "mounted read-write, writable by this user and not full"
         ) from exc
-    os.close(fd)
+    try:
+        if os.geteuid() == 0:
+            folder = os.stat(dest)
+            os.fchown(fd, folder.st_uid, folder.st_gid)
+    finally:
+        os.close(fd)
 
 
 def _dump_hint(error_text: str, dest: Path) -> str:

@@ -114,6 +114,7 @@ def _compress(source: Path, target: Path) -> None:
         with source.open("rb") as raw, gzip.open(partial, "wb", compresslevel=6) as packed:
             shutil.copyfileobj(raw, packed, CHUNK)
         shutil.copystat(source, partial)
+        _copy_owner_and_mode(source, partial)
         os.replace(partial, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -140,13 +141,21 @@ def _copy_truncate(path: Path, target: Path) -> tuple[int, float]:
                 time.sleep(0.001)
             copy.flush()
             os.fsync(copy.fileno())
-        shutil.copymode(path, partial)
+        _copy_owner_and_mode(path, partial)
         os.replace(partial, target)
     except BaseException:
         with contextlib.suppress(OSError):
             partial.unlink()
         raise
     return copied, window
+
+
+def _copy_owner_and_mode(source: Path, target: Path) -> None:
+    """Rotated files keep the live log's mode and, when we run as root, its owner."""
+    shutil.copymode(source, target)
+    if os.geteuid() == 0:
+        status = source.stat()
+        os.chown(target, status.st_uid, status.st_gid)
 
 
 def _drain(source: BinaryIO, sink: BinaryIO, last: bytes) -> tuple[int, bytes]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.ops.helpers import (
     REPO_ROOT,
@@ -198,3 +201,20 @@ def test_back_to_back_backups_get_distinct_names(seeded: PostgresCluster, dest: 
     assert sorted(p.name for p in dest.iterdir()) == sorted(
         [first.name, first.name + ".sha256", second.name, second.name + ".sha256"]
     )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can write files for another owner")
+def test_backups_written_by_root_belong_to_the_folders_owner(
+    seeded: PostgresCluster, dest: Path
+) -> None:
+    """The scheduler may run as root (to rotate the backend's log); the image's own user
+    must still be able to read, upload and restore its backups."""
+    owner = pwd.getpwnam("postgres")
+    os.chown(dest, owner.pw_uid, owner.pw_gid)
+
+    path = take_backup(seeded, dest)
+
+    for item in (path, path.with_name(path.name + ".sha256")):
+        status = item.stat()
+        assert (status.st_uid, status.st_gid) == (owner.pw_uid, owner.pw_gid), item
+        assert status.st_mode & 0o777 == 0o600

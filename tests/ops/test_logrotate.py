@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -135,3 +136,21 @@ def test_unwritable_folder_is_one_clear_line(tmp_path: Path) -> None:
         result = run_cli("rotate-log", log, "--max-bytes", "1000", "--keep", "2", env=os.environ)
         assert_one_line_error(result, "rotating", "read-only file system")
         assert log.read_bytes() == b"x" * 2000
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can write files for another owner")
+def test_rotated_files_keep_the_logs_owner_and_mode(tmp_path: Path) -> None:
+    owner = pwd.getpwnam("postgres")
+    log = tmp_path / "LATEST_LOG.txt"
+    for _ in range(2):
+        log.write_bytes(b"line\n" * 400)
+        os.chown(log, owner.pw_uid, owner.pw_gid)
+        log.chmod(0o640)
+        assert rotate_log(log, max_bytes=1000, keep=3).rotated
+    for name in ("LATEST_LOG.txt.1", "LATEST_LOG.txt.2.gz"):
+        status = (tmp_path / name).stat()
+        assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (
+            owner.pw_uid,
+            owner.pw_gid,
+            0o640,
+        ), name
