@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,16 +23,22 @@ SECURITY_HEADERS = {
 
 
 @pytest.fixture(scope="module")
-def proxy(nginx_bin: str, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
-    with harness.run_nginx(NginxSettings(), DEFAULT_PREFIXES, loopback_upstreams) as nginx:
-        yield nginx
+def proxy(nginx: harness.NginxVariant, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
+    with harness.run_nginx(
+        NginxSettings(), DEFAULT_PREFIXES, loopback_upstreams, variant=nginx
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def custom_proxy(nginx_bin: str, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
+def custom_proxy(
+    nginx: harness.NginxVariant, loopback_upstreams: Upstreams
+) -> Iterator[harness.Nginx]:
     settings = NginxSettings(client_max_body_size="1k", gzip=False, static_cache_days=7)
-    with harness.run_nginx(settings, ("/v2/", "/health"), loopback_upstreams) as nginx:
-        yield nginx
+    with harness.run_nginx(
+        settings, ("/v2/", "/health"), loopback_upstreams, variant=nginx
+    ) as running:
+        yield running
 
 
 def _served_by_backend(response: httpx.Response) -> bool:
@@ -138,3 +146,30 @@ def test_gzip_compresses_proxied_responses(proxy: harness.Nginx, path: str) -> N
 def test_gzip_off_sends_identity(custom_proxy: harness.Nginx) -> None:
     response = httpx.get(custom_proxy.url("/"), headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in response.headers
+
+
+def _established_to(port: int) -> int:
+    """Established TCP connections whose remote end is 127.0.0.1:`port` (IPv4, this netns)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    target = f"0100007F:{port:04X}"
+    return sum(1 for row in rows if row.split()[2] == target and row.split()[3] == "01")
+
+
+def test_upstream_connections_are_pooled_only_in_resolve_mode(
+    nginx: harness.NginxVariant, frontend_port: int
+) -> None:
+    backend_port = harness.free_port()
+    upstreams = Upstreams(f"127.0.0.1:{backend_port}", f"127.0.0.1:{frontend_port}")
+    with (
+        harness.run_backend(backend_port),
+        harness.run_nginx(NginxSettings(), DEFAULT_PREFIXES, upstreams, variant=nginx) as proxy,
+        httpx.Client() as client,
+    ):
+        for _ in range(20):
+            assert client.get(proxy.url("/api/whoami")).status_code == 200
+        idle = _established_to(backend_port)
+    if nginx.upstream_mode == "resolve":
+        # One per worker that served a request, however many requests it served.
+        assert 1 <= idle <= (os.cpu_count() or 1), idle
+    else:
+        assert idle == 0

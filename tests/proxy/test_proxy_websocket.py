@@ -22,20 +22,26 @@ WS_TIMEOUT_S = 3
 
 
 @pytest.fixture(scope="module")
-def proxy(nginx_bin: str, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
-    with harness.run_nginx(NginxSettings(), DEFAULT_PREFIXES, loopback_upstreams) as nginx:
-        yield nginx
+def proxy(nginx: harness.NginxVariant, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
+    with harness.run_nginx(
+        NginxSettings(), DEFAULT_PREFIXES, loopback_upstreams, variant=nginx
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def short_timeout_proxy(nginx_bin: str, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
+def short_timeout_proxy(
+    nginx: harness.NginxVariant, loopback_upstreams: Upstreams
+) -> Iterator[harness.Nginx]:
     """Timeouts scaled from an hour to seconds; the HTTP one deliberately shorter still."""
     settings = NginxSettings(
         proxy_read_timeout_s=HTTP_TIMEOUT_S,
         websocket=WebSocketSettings(read_timeout_s=WS_TIMEOUT_S, send_timeout_s=WS_TIMEOUT_S),
     )
-    with harness.run_nginx(settings, DEFAULT_PREFIXES, loopback_upstreams) as nginx:
-        yield nginx
+    with harness.run_nginx(
+        settings, DEFAULT_PREFIXES, loopback_upstreams, variant=nginx
+    ) as running:
+        yield running
 
 
 def _open(nginx: harness.Nginx) -> ClientConnection:
@@ -81,4 +87,23 @@ def test_idle_socket_outlives_the_http_timeout_but_not_its_own(
 def test_plain_http_is_not_upgraded(proxy: harness.Nginx) -> None:
     response = httpx.get(proxy.url("/api/whoami"))
     assert response.status_code == 200
-    assert response.json()["headers"]["connection"] == "close"
+    headers = response.json()["headers"]
+    if proxy.variant.upstream_mode == "resolve":
+        # HTTP/1.1 without a Connection header: the upstream connection stays in the pool.
+        assert "connection" not in headers
+    else:
+        assert headers["connection"] == "close"
+
+
+def test_upgrade_headers_on_an_api_path_do_not_reach_a_pooled_connection(
+    proxy: harness.Nginx,
+) -> None:
+    if proxy.variant.upstream_mode != "resolve":
+        pytest.skip("without keepalive every location passes Upgrade; the connection closes")
+    response = httpx.get(
+        proxy.url("/api/whoami"), headers={"Upgrade": "websocket", "Connection": "Upgrade"}
+    )
+    assert response.status_code == 200
+    headers = response.json()["headers"]
+    assert "upgrade" not in headers
+    assert "connection" not in headers
