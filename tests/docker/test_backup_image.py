@@ -458,11 +458,6 @@ def test_restore_from_the_backup_image_brings_deleted_rows_back(env: Env, tmp_pa
     assert sql(database, "SELECT to_regclass('public.after_backup') IS NULL") == "t"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the scheduler runs as root and writes backups root:root 0600; the image's own "
-    "user (postgres), which the pre-migration job, list and restore run as, cannot read them",
-)
 def test_backups_taken_by_the_scheduler_are_readable_by_the_image_user(
     env: Env, tmp_path: Path
 ) -> None:
