@@ -2,7 +2,15 @@
 config versus straight to Uvicorn, in the same run, on loopback.
 
     ./venv/bin/python -m bench.bench_proxy [--requests 6000] [--connections 16]
-        [--round-trips 2000] [--workers 1] [--backend-python PATH]
+        [--round-trips 2000] [--rounds 3] [--workers 1] [--backend-python PATH]
+        [--variants debian-variable,sid-variable,sid-resolve] [--static]
+
+Each variant is an nginx program and upstream mode: `debian-*` the machine's nginx (1.22 on
+Debian bookworm), `sid-*` a current nginx from a local Debian unstable image
+(tests/proxy/nginx_image.py, built on first use) on the host's network. Upstreams are the
+names `backend`/`frontend`, answered by the tests' fake DNS as Docker's DNS would, so the
+`resolve` variant runs `server backend:PORT resolve`; `--static` renders literal addresses.
+Rounds alternate direct and every variant so a noisy neighbour hits them alike.
 
 Targets: through nginx at least 0.8 of direct throughput; under 1 ms added WebSocket p50.
 Not a test: the figures depend on the machine, so nothing here asserts.
@@ -12,20 +20,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import time
 from dataclasses import dataclass
+from typing import get_args
 
 from websockets.sync.client import connect
 
 from components.config import BackendSettings, BuildSettings, NginxSettings
-from components.nginx_conf import Upstreams
-from tests.proxy import harness
+from components.nginx_conf import UpstreamMode, Upstreams
+from tests.proxy import harness, nginx_image
 
 PREFIXES = BackendSettings(build=BuildSettings(context=".")).api_prefixes
 TARGET_THROUGHPUT_RATIO = 0.8
 TARGET_ADDED_P50_MS = 1.0
+DEFAULT_VARIANTS = "debian-variable,sid-variable,sid-resolve"
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,18 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def _variant(name: str) -> harness.NginxVariant:
+    program, _, mode = name.partition("-")
+    if mode not in get_args(UpstreamMode) or program not in {"debian", "sid"}:
+        raise SystemExit(
+            f"unknown variant {name!r}: debian|sid - {'|'.join(get_args(UpstreamMode))}"
+        )
+    upstream_mode: UpstreamMode = mode  # type: ignore[assignment]
+    if program == "debian":
+        return harness.local_variant(upstream_mode)
+    return harness.NginxVariant(harness.ContainerNginx(nginx_image.nginx_image()), upstream_mode)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=6000)
@@ -109,50 +132,80 @@ def main() -> None:
         help="interpreter for Uvicorn, e.g. a venv with the image's requirements.txt "
         "(uvicorn[standard]: httptools, uvloop)",
     )
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help="comma-separated")
+    parser.add_argument(
+        "--static", action="store_true", help="literal upstream addresses, no resolver"
+    )
     args = parser.parse_args()
+    variants = {name: _variant(name) for name in args.variants.split(",") if name}
 
     backend_port = harness.free_port()
-    with (
-        harness.run_backend(backend_port, workers=args.workers, python=args.backend_python),
-        harness.run_frontend_stand_in() as frontend_port,
-        harness.run_nginx(
-            NginxSettings(),
-            PREFIXES,
-            Upstreams(f"127.0.0.1:{backend_port}", f"127.0.0.1:{frontend_port}"),
-        ) as nginx,
-    ):
-        direct_rps: list[float] = []
-        proxied_rps: list[float] = []
-        direct_ws: list[float] = []
-        proxied_ws: list[float] = []
+    dns = harness.FakeDns()
+    dns.set("backend", ["127.0.0.1"])
+    dns.set("frontend", ["127.0.0.1"])
+    with contextlib.ExitStack() as stack:
+        stack.callback(dns.close)
+        stack.enter_context(
+            harness.run_backend(backend_port, workers=args.workers, python=args.backend_python)
+        )
+        frontend_port = stack.enter_context(harness.run_frontend_stand_in())
+        host = "127.0.0.1" if args.static else None
+        upstreams = Upstreams(
+            f"{host or 'backend'}:{backend_port}", f"{host or 'frontend'}:{frontend_port}"
+        )
+        proxies = {
+            name: stack.enter_context(
+                harness.run_nginx(
+                    NginxSettings(),
+                    PREFIXES,
+                    upstreams,
+                    resolver=None if args.static else dns.address,
+                    variant=variant,
+                )
+            )
+            for name, variant in variants.items()
+        }
+        rps: dict[str, list[float]] = {name: [] for name in ["direct", *proxies]}
+        ws: dict[str, list[float]] = {name: [] for name in ["direct", *proxies]}
+        ports = {"direct": backend_port} | {name: proxy.port for name, proxy in proxies.items()}
         for _ in range(args.rounds):
-            for port, sink in ((backend_port, direct_rps), (nginx.port, proxied_rps)):
+            for name, port in ports.items():
                 result = throughput(port, args.requests, args.connections)
                 if result.errors:
-                    raise SystemExit(f"{result.errors} failed requests on port {port}")
-                sink.append(result.per_second)
-            direct_ws += round_trips_ms(
-                f"ws://127.0.0.1:{backend_port}/ws/dev-cockpit", args.round_trips
-            )
-            proxied_ws += round_trips_ms(nginx.ws_url("/ws/dev-cockpit"), args.round_trips)
+                    raise SystemExit(f"{result.errors} failed requests via {name}")
+                rps[name].append(result.per_second)
+            for name, port in ports.items():
+                ws[name] += round_trips_ms(
+                    f"ws://127.0.0.1:{port}/ws/dev-cockpit", args.round_trips
+                )
 
-    direct, proxied = statistics.median(direct_rps), statistics.median(proxied_rps)
-    ratio = proxied / direct
-    direct_p50, proxied_p50 = statistics.median(direct_ws), statistics.median(proxied_ws)
-    added_p50 = proxied_p50 - direct_p50
+    direct = statistics.median(rps["direct"])
+    direct_p50 = statistics.median(ws["direct"])
     print(f"backend: {args.backend_python} -m uvicorn, {args.workers} worker(s)")
+    print(f"upstreams: {'literal addresses' if args.static else 'names via the fake DNS'}")
     print(f"HTTP GET /health, {args.connections} keep-alive connections, median of {args.rounds}")
-    print(f"  direct to Uvicorn : {direct:8.0f} req/s   (runs: {_fmt(direct_rps)})")
-    print(f"  through nginx     : {proxied:8.0f} req/s   (runs: {_fmt(proxied_rps)})")
-    verdict = "meets" if ratio >= TARGET_THROUGHPUT_RATIO else "MISSES"
-    print(f"  ratio             : {ratio:8.2f}   ({verdict} target >= {TARGET_THROUGHPUT_RATIO})")
+    print(f"  {'direct to Uvicorn':<18}: {direct:8.0f} req/s   (runs: {_fmt(rps['direct'])})")
+    for name, proxy in proxies.items():
+        proxied = statistics.median(rps[name])
+        ratio = proxied / direct
+        verdict = "meets" if ratio >= TARGET_THROUGHPUT_RATIO else "MISSES"
+        print(
+            f"  {name:<18}: {proxied:8.0f} req/s   ratio {ratio:.2f} "
+            f"({verdict} >= {TARGET_THROUGHPUT_RATIO})   (runs: {_fmt(rps[name])})"
+            f"\n  {'':<18}  {proxy.variant}"
+        )
     print(f"WebSocket echo round trip, {args.rounds} x {args.round_trips} sequential messages")
     print(
-        f"  direct  p50 {direct_p50:.3f} ms  p99 {_percentile(direct_ws, 0.99):.3f} ms"
-        f"\n  nginx   p50 {proxied_p50:.3f} ms  p99 {_percentile(proxied_ws, 0.99):.3f} ms"
+        f"  {'direct':<18}: p50 {direct_p50:.3f} ms  p99 {_percentile(ws['direct'], 0.99):.3f} ms"
     )
-    verdict = "meets" if added_p50 < TARGET_ADDED_P50_MS else "MISSES"
-    print(f"  added p50 {added_p50:.3f} ms ({verdict} target < {TARGET_ADDED_P50_MS} ms)")
+    for name in proxies:
+        p50 = statistics.median(ws[name])
+        added = p50 - direct_p50
+        verdict = "meets" if added < TARGET_ADDED_P50_MS else "MISSES"
+        print(
+            f"  {name:<18}: p50 {p50:.3f} ms  p99 {_percentile(ws[name], 0.99):.3f} ms  "
+            f"added p50 {added:.3f} ms ({verdict} < {TARGET_ADDED_P50_MS} ms)"
+        )
 
 
 def _fmt(values: list[float]) -> str:
