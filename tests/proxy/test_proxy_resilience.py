@@ -71,6 +71,8 @@ def test_nginx_starts_with_an_unresolvable_backend_name_and_picks_it_up_later(
         variant=nginx,
     ) as proxy:
         assert httpx.get(proxy.url("/healthz")).status_code == 200
+        # In "resolve" mode the workers ask the resolver only once they run, so the frontend
+        # may trail /healthz by one DNS round trip.
         assert _eventually(
             lambda: httpx.get(proxy.url("/")).headers.get("x-served-by") == "frontend",
             timeout_s=RESOLVER_VALID_S + 3,
