@@ -12,7 +12,7 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pulumi
 from pulumi.runtime import config as runtime_config
@@ -161,7 +161,14 @@ class WebSocketSettings(Settings):
 
 
 class NginxSettings(Settings):
-    image: str = Field("nginx:1.27-bookworm", description="nginx image (needs curl).")
+    image: str = Field(
+        "nginx:1.30", description="nginx image (needs curl; `resolve` mode needs >= 1.27.3)."
+    )
+    upstream_mode: Literal["resolve", "variable"] = Field(
+        "resolve",
+        description="`resolve`: upstream blocks that re-resolve and keep connections alive; "
+        "`variable`: re-resolve per request without keepalive (any nginx version).",
+    )
     http_port: Port = Field(8080, description="Host port nginx publishes.")
     bind_address: str = Field("0.0.0.0", description="Host address the port is bound to.")
     memory_mb: MemoryMb = 128

@@ -46,6 +46,7 @@ class Nginx(pulumi.ComponentResource):
             upstreams,
             listen_port=LISTEN_PORT,
             resolver_valid_s=settings.resolver_valid_s,
+            upstream_mode=settings.upstream_mode,
         )
         image = referenced_image("image", reference=settings.image, opts=child)
         self.container = service_container(

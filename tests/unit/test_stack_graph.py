@@ -243,10 +243,25 @@ def test_backend_workers_follow_the_cpu_limit(graph: Graph) -> None:
     assert "--proxy-headers" in command
 
 
+def nginx_conf(g: Graph) -> str:
+    uploads = g.containers()["nginx"].inputs["uploads"]
+    content: str = next(u for u in uploads if u["file"] == "/etc/nginx/nginx.conf")["content"]
+    return content
+
+
 def test_nginx_runs_the_rendered_config(graph: Graph) -> None:
-    uploads = graph.containers()["nginx"].inputs["uploads"]
-    conf = next(u for u in uploads if u["file"] == "/etc/nginx/nginx.conf")["content"]
-    assert "/ws/dev-cockpit" in conf
+    conf = nginx_conf(graph)
+    assert 'location ^~ "/ws/dev-cockpit"' in conf
+    assert "server backend:8000 resolve;" in conf
+    assert "keepalive" in conf
+
+
+def test_nginx_upstream_mode_is_configurable() -> None:
+    config = dev_config()
+    config["nginx"] = {**config["nginx"], "upstreamMode": "variable"}
+    conf = nginx_conf(evaluate(config))
+    assert "resolve;" not in conf
+    assert "resolver 127.0.0.11" in conf
 
 
 def test_stack_outputs_tell_operators_where_everything_is(graph: Graph) -> None:
