@@ -13,11 +13,10 @@ Docker's layer cache makes the two builds nearly free once they have run.
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.support.debian_images import build_lock, debian_base, run_step
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKUP_DOCKERFILE = REPO_ROOT / "docker" / "backup" / "Dockerfile"
@@ -25,13 +24,6 @@ BASE_TAG = "astats-test/bookworm:minbase"
 POSTGRES_TAG = "astats-test/postgres:15-bookworm"
 BACKUP_TAG = "astats-test/backup:latest"
 SUITE = "bookworm"
-APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
-IMPORT_CHANGES = (
-    # `docker import` records no config: without a PATH here, the stand-in's `ENV PATH=$PATH:...`
-    # would start with an empty entry.
-    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    'CMD ["/bin/bash"]',
-)
 
 POSTGRES_DOCKERFILE = """\
 ARG BASE
@@ -95,64 +87,10 @@ exec "$@"
 """
 
 
-class ImageError(RuntimeError):
-    """An image could not be made; the message says which step and why."""
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
-
-
-def image_exists(tag: str) -> bool:
-    return docker("image", "inspect", tag, check=False).returncode == 0
-
-
-def debian_mirror(sources: tuple[Path, ...] = APT_SOURCES) -> str:
-    """The host's Debian mirror, as apt is configured (a deb822 file or a one-line list)."""
-    for path in sources:
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            continue
-        for stanza in re.split(r"\n\s*\n", text):
-            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.MULTILINE)
-            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.MULTILINE)
-            if uris and suites and SUITE in suites.group(1).split():
-                return uris.group(1)
-        for line in text.splitlines():
-            match = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
-            if match and match.group(2) == SUITE:
-                return match.group(1)
-    raise ImageError(f"no Debian {SUITE} mirror in {', '.join(map(str, sources))}")
-
-
 def bookworm_base(scratch: Path) -> str:
     """The base image's tag, bootstrapping and importing it unless it already exists."""
-    if image_exists(BASE_TAG):
-        return BASE_TAG
-    if shutil.which("debootstrap") is None:
-        raise ImageError("debootstrap is not installed (apt-get install -y debootstrap)")
-    rootfs = scratch / "rootfs"
-    try:
-        _run(
-            ["debootstrap", "--variant=minbase", SUITE, str(rootfs), debian_mirror()],
-            "debootstrap",
-        )
-        changes = [arg for change in IMPORT_CHANGES for arg in ("--change", change)]
-        with subprocess.Popen(
-            ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE
-        ) as tar:
-            imported = subprocess.run(
-                ["docker", "import", *changes, "-", BASE_TAG],
-                stdin=tar.stdout,
-                capture_output=True,
-                text=True,
-            )
-        if tar.returncode != 0 or imported.returncode != 0:
-            raise ImageError(f"docker import of {rootfs} failed: {imported.stderr.strip()}")
-    finally:
-        shutil.rmtree(rootfs, ignore_errors=True)
-    return BASE_TAG
+    with build_lock("bookworm-base"):
+        return debian_base(SUITE, BASE_TAG, scratch)
 
 
 def postgres_standin(base: str) -> str:
@@ -162,7 +100,7 @@ def postgres_standin(base: str) -> str:
         entrypoint = Path(context, "entrypoint.sh")
         entrypoint.write_text(POSTGRES_ENTRYPOINT)
         entrypoint.chmod(0o755)
-        _run(
+        run_step(
             ["docker", "build", "--build-arg", f"BASE={base}", "--tag", POSTGRES_TAG, context],
             "building the postgres stand-in",
         )
@@ -171,7 +109,7 @@ def postgres_standin(base: str) -> str:
 
 def backup_image(postgres_image: str) -> str:
     """Build the repo's backup Dockerfile, as the program does, on ``postgres_image``."""
-    _run(
+    run_step(
         [
             "docker",
             "build",
@@ -186,10 +124,3 @@ def backup_image(postgres_image: str) -> str:
         f"building {BACKUP_DOCKERFILE.relative_to(REPO_ROOT)}",
     )
     return BACKUP_TAG
-
-
-def _run(argv: list[str], what: str) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
-        raise ImageError(f"{what} failed (exit {result.returncode}):\n{tail}")

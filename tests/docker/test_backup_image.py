@@ -48,6 +48,7 @@ from components.secret_files import (
 from tests.docker import images
 from tests.docker.conftest import _unavailable, docker
 from tests.docker.test_jobs_and_secrets_in_docker import upload
+from tests.support.debian_images import image_exists
 
 DATABASE = DatabaseSettings()
 BACKEND_LOG = "LATEST_LOG.txt"
@@ -66,7 +67,7 @@ class Images:
 
 @pytest.fixture(scope="session")
 def test_images(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Images:
-    if not images.image_exists(images.BASE_TAG):
+    if not image_exists(images.BASE_TAG):
         if shutil.which("debootstrap") is None:
             _unavailable(
                 "debootstrap is needed for the base image (apt-get install -y debootstrap)"

@@ -13,6 +13,7 @@ import pytest
 
 from components.nginx_conf import UpstreamMode, Upstreams
 from tests.proxy import harness, nginx_image
+from tests.support.debian_images import ImageError
 
 NGINX_VARIANTS = (
     pytest.param(("local", "variable"), id="debian-variable"),
@@ -51,7 +52,7 @@ def container_nginx() -> harness.ContainerNginx:
     """A current nginx in a local image; docker or debootstrap missing fails under CI."""
     try:
         return harness.ContainerNginx(nginx_image.nginx_image())
-    except nginx_image.ImageError as exc:
+    except ImageError as exc:
         _unavailable(f"no nginx >= 1.27.3 image: {exc}")
         raise
 
