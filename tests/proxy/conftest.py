@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from components.config import NginxSettings
 from components.nginx_conf import UpstreamMode, Upstreams
 from tests.proxy import harness, nginx_image
 from tests.support.debian_images import ImageError
@@ -81,3 +82,12 @@ def frontend_port() -> Iterator[int]:
 @pytest.fixture(scope="session")
 def loopback_upstreams(backend_port: int, frontend_port: int) -> Upstreams:
     return Upstreams(backend=f"127.0.0.1:{backend_port}", frontend=f"127.0.0.1:{frontend_port}")
+
+
+@pytest.fixture(scope="module")
+def proxy(nginx: harness.NginxVariant, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
+    """nginx with the default settings in front of the loopback backend and frontend."""
+    with harness.run_nginx(
+        NginxSettings(), harness.DEFAULT_PREFIXES, loopback_upstreams, variant=nginx
+    ) as running:
+        yield running

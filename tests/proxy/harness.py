@@ -30,10 +30,11 @@ from pathlib import Path
 
 import httpx
 
-from components.config import NginxSettings
+from components.config import BackendSettings, BuildSettings, NginxSettings
 from components.nginx_conf import NginxRuntime, UpstreamMode, Upstreams, render_nginx_conf
 
 REPO = Path(__file__).resolve().parents[2]
+DEFAULT_PREFIXES = BackendSettings(build=BuildSettings(context=".")).api_prefixes
 BACKEND_DIR = REPO / "examples" / "demo-app" / "backend"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 

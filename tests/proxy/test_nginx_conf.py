@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import BackendSettings, BuildSettings, NginxSettings, WebSocketSettings
+from components.config import NginxSettings, WebSocketSettings
 from components.nginx_conf import (
     UPSTREAM_KEEPALIVE,
     NginxRuntime,
@@ -13,10 +13,10 @@ from components.nginx_conf import (
     render_nginx_conf,
 )
 from tests.proxy import harness
+from tests.proxy.harness import DEFAULT_PREFIXES
 
 PRODUCTION_RUNTIME = NginxRuntime()
 DOCKER_UPSTREAMS = Upstreams(backend="backend:8000", frontend="frontend:3000")
-DEFAULT_PREFIXES = BackendSettings(build=BuildSettings(context=".")).api_prefixes
 CUSTOM = NginxSettings(
     client_max_body_size="512k",
     proxy_read_timeout_s=120,

@@ -10,24 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.config import BackendSettings, BuildSettings, NginxSettings
+from components.config import NginxSettings
 from components.nginx_conf import Upstreams
 from tests.proxy import harness
+from tests.proxy.harness import DEFAULT_PREFIXES
 
-DEFAULT_PREFIXES = BackendSettings(build=BuildSettings(context=".")).api_prefixes
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "SAMEORIGIN",
     "referrer-policy": "strict-origin-when-cross-origin",
 }
-
-
-@pytest.fixture(scope="module")
-def proxy(nginx: harness.NginxVariant, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
-    with harness.run_nginx(
-        NginxSettings(), DEFAULT_PREFIXES, loopback_upstreams, variant=nginx
-    ) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,14 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from components.config import BackendSettings, BuildSettings, NginxSettings, WebSocketSettings
+from components.config import NginxSettings, WebSocketSettings
 from components.nginx_conf import Upstreams
 from tests.proxy import harness
+from tests.proxy.harness import DEFAULT_PREFIXES
 
-DEFAULT_PREFIXES = BackendSettings(build=BuildSettings(context=".")).api_prefixes
 COCKPIT = "/ws/dev-cockpit"
 HTTP_TIMEOUT_S = 1
 WS_TIMEOUT_S = 3
-
-
-@pytest.fixture(scope="module")
-def proxy(nginx: harness.NginxVariant, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
-    with harness.run_nginx(
-        NginxSettings(), DEFAULT_PREFIXES, loopback_upstreams, variant=nginx
-    ) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
