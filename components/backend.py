@@ -10,7 +10,7 @@ import pulumi_docker as docker
 
 from components.config import BackendSettings, DatabaseSettings, LoggingSettings
 from components.container import Attachment, Mount, ServiceSpec, service_container
-from components.secret_files import launcher_entrypoint, secret_uploads
+from components.launcher import launcher_entrypoint, launcher_uploads
 from components.workers import uvicorn_workers
 
 BACKEND_ALIAS = "backend"
@@ -72,6 +72,7 @@ class Backend(pulumi.ComponentResource):
         db_password: pulumi.Output[str],
         secret_key: pulumi.Output[str],
         logs_volume: pulumi.Input[str],
+        drain_s: int,
         edge_network: pulumi.Input[str],
         data_network: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
@@ -91,7 +92,7 @@ class Backend(pulumi.ComponentResource):
                 entrypoint=launcher_entrypoint(),
                 command=uvicorn_command(settings),
                 envs={**settings.env, "LOG_DIR": settings.log_dir},
-                uploads=secret_uploads(
+                uploads=launcher_uploads(
                     {
                         "DATABASE_URL": database_url(database, database_host, db_password),
                         "SECRET_KEY": secret_key,
@@ -105,6 +106,7 @@ class Backend(pulumi.ComponentResource):
                 host_ports=host_ports,
                 health_test=http_health_test(settings.port, settings.health_path),
                 healthcheck=settings.healthcheck,
+                drain_s=drain_s,
             ),
             stack=stack,
             logging=logging,

@@ -14,7 +14,7 @@ from components.config import (
 )
 from components.container import Attachment, Mount, ServiceSpec, service_container
 from components.image import built_image
-from components.secret_files import launcher_entrypoint, secret_uploads
+from components.launcher import launcher_entrypoint, launcher_uploads
 
 BACKUPS_MOUNT = "/backups"
 LOGS_MOUNT = "/backend-logs"
@@ -123,7 +123,7 @@ class Backups(pulumi.ComponentResource):
                         "PGUSER": database.user,
                         "PGDATABASE": database.name,
                     },
-                    uploads=secret_uploads(secrets),
+                    uploads=launcher_uploads(secrets),
                     mounts=[Mount(backups_volume, BACKUPS_MOUNT), Mount(backend_logs, LOGS_MOUNT)],
                     networks=networks,
                     health_test=health_command(settings),

@@ -18,6 +18,7 @@ from components.config import Healthcheck, LoggingSettings
 WAIT_MARGIN_S = 30
 RESTART_POLICY = "unless-stopped"
 STOP_GRACE_S = 30
+DRAIN_ENV = "ASTATS_DRAIN_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class ServiceSpec:
     """At most one instance may run at once (a data directory, a scheduler)."""
     shm_size_mb: int | None = None
     user: str | None = None
+    drain_s: int = 0
+    """Seconds the launcher keeps serving after a stop, so the proxy can move on first."""
 
 
 def wait_timeout_s(healthcheck: Healthcheck) -> int:
@@ -89,6 +92,9 @@ def service_container(
 ) -> docker.Container:
     """Register the container for `spec` under the component that owns it (`opts.parent`)."""
     check = spec.healthcheck
+    envs = dict(spec.envs)
+    if spec.drain_s:
+        envs[DRAIN_ENV] = str(spec.drain_s)
     # Containers with a host port, or that must never run twice (a data directory, a
     # scheduler), are removed before their replacement starts; the rest are replaced
     # create-before-delete, so a healthy successor exists before the old one goes.
@@ -106,7 +112,7 @@ def service_container(
         image=spec.image,
         command=list(spec.command) or None,
         entrypoints=list(spec.entrypoint) or None,
-        envs=[pulumi.Output.concat(k, "=", v) for k, v in sorted(spec.envs.items())] or None,
+        envs=[pulumi.Output.concat(k, "=", v) for k, v in sorted(envs.items())] or None,
         labels=[
             docker.ContainerLabelArgs(label=k, value=v)
             for k, v in sorted(contract_labels(stack, spec.service).items())
@@ -129,7 +135,7 @@ def service_container(
         ),
         wait=True,
         wait_timeout=wait_timeout_s(check),
-        destroy_grace_seconds=STOP_GRACE_S,
+        destroy_grace_seconds=STOP_GRACE_S + spec.drain_s,
         networks_advanced=[
             docker.ContainerNetworksAdvancedArgs(name=a.network, aliases=list(a.aliases) or None)
             for a in spec.networks

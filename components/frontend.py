@@ -7,6 +7,7 @@ import pulumi_docker as docker
 
 from components.config import FrontendSettings, LoggingSettings
 from components.container import Attachment, ServiceSpec, service_container
+from components.launcher import launcher_entrypoint, launcher_uploads
 
 FRONTEND_ALIAS = "frontend"
 
@@ -31,6 +32,7 @@ class Frontend(pulumi.ComponentResource):
         settings: FrontendSettings,
         logging: LoggingSettings,
         image: pulumi.Input[str],
+        drain_s: int,
         edge_network: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
@@ -55,6 +57,9 @@ class Frontend(pulumi.ComponentResource):
                 host_ports=host_ports,
                 health_test=node_health_test(settings.port, settings.health_path),
                 healthcheck=settings.healthcheck,
+                entrypoint=launcher_entrypoint(),
+                uploads=launcher_uploads({}),
+                drain_s=drain_s,
             ),
             stack=stack,
             logging=logging,

@@ -25,6 +25,9 @@ class AstatsStack(pulumi.ComponentResource):
         super().__init__("astats:stack:AstatsStack", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         stack, settings, secrets = config.stack, config.settings, config.secrets
+        # An old backend or frontend keeps serving after its stop until nginx has re-resolved
+        # the name to the replacement (its DNS cache counts whole seconds: valid + 1).
+        drain_s = settings.nginx.resolver_valid_s + 2
 
         self.networks = Networks("networks", stack=stack, opts=child)
         self.volumes = Volumes("volumes", stack=stack, settings=settings, opts=child)
@@ -93,6 +96,7 @@ class AstatsStack(pulumi.ComponentResource):
             db_password=secrets.db_password,
             secret_key=secrets.secret_key,
             logs_volume=self.volumes.backend_logs.name,
+            drain_s=drain_s,
             edge_network=self.networks.edge.name,
             data_network=self.networks.data.name,
             after=[self.migration.migration],
@@ -104,6 +108,7 @@ class AstatsStack(pulumi.ComponentResource):
             settings=settings.frontend,
             logging=settings.logging,
             image=frontend_image,
+            drain_s=drain_s,
             edge_network=self.networks.edge.name,
             opts=child,
         )

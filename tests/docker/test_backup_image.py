@@ -38,13 +38,13 @@ from components.config import BackupSettings, DatabaseSettings
 from components.container import contract_labels
 from components.database import DB_ALIAS, PASSWORD_FILE, PGDATA, pg_isready_test
 from components.jobs import docker_run_argv
-from components.migration import pre_migration_backup_job
-from components.secret_files import (
+from components.launcher import (
     LAUNCHER_PATH,
     LAUNCHER_SOURCE,
     SECRETS_DIR,
     launcher_entrypoint,
 )
+from components.migration import pre_migration_backup_job
 from tests.docker import images
 from tests.docker.conftest import _unavailable, docker
 from tests.docker.test_jobs_and_secrets_in_docker import upload

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from components.jobs import JobSpec, docker_run_argv
-from components.secret_files import LAUNCHER_PATH, LAUNCHER_SOURCE
+from components.launcher import LAUNCHER_PATH, LAUNCHER_SOURCE
 from tests.docker.conftest import docker
 
 SECRET = "s3cr3t with spaces/$HOME'\""
@@ -116,3 +116,48 @@ def test_launcher_exports_uploaded_secret_files_not_visible_to_inspect(
         docker("rm", "-f", created, check=False)
     assert logs.stdout.strip() == SECRET
     assert SECRET not in inspected
+
+
+def test_launcher_as_pid_1_keeps_the_container_up_through_the_drain(
+    shell_image: str, tmp_path: Path
+) -> None:
+    service = (
+        'trap "echo service-stopped; exit 0" TERM; echo service-started; while :; do sleep 1; done'
+    )
+    created = docker(
+        "create",
+        "--env=ASTATS_DRAIN_SECONDS=3",
+        "--entrypoint=/bin/sh",
+        shell_image,
+        LAUNCHER_PATH,
+        "sh",
+        "-c",
+        service,
+    ).stdout.strip()
+    try:
+        upload(created, {LAUNCHER_PATH: (LAUNCHER_SOURCE.read_text(), 0o555)}, tmp_path)
+        docker("start", created)
+        wait_for_log(created, "service-started")
+        stopper = threading.Thread(target=lambda: docker("stop", "--time=30", created))
+        stopper.start()
+        wait_for_log(created, "stop requested")
+        # Docker has asked it to stop, yet it still runs (and keeps its network alias).
+        running = docker("inspect", "--format={{.State.Running}}", created).stdout.strip()
+        stopper.join()
+        state = json.loads(docker("inspect", "--format={{json .State}}", created).stdout)
+        logs = docker("logs", created)
+    finally:
+        docker("rm", "-f", created, check=False)
+    assert running == "true"
+    assert state["ExitCode"] == 0  # the service stopped itself; no SIGKILL was needed
+    assert "service-stopped" in logs.stdout
+
+
+def wait_for_log(container: str, text: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        logs = docker("logs", container)
+        if text in logs.stdout + logs.stderr:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in the logs of {container}")

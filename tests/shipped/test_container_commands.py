@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,11 +18,12 @@ import pytest
 
 from components.backend import http_health_test
 from components.config import DatabaseSettings
+from components.container import DRAIN_ENV
 from components.database import pg_isready_test
 from components.frontend import node_health_test
 from components.jobs import SECRET_FROM_STDIN
+from components.launcher import LAUNCHER_SOURCE
 from components.nginx import nginx_health_test
-from components.secret_files import LAUNCHER_SOURCE
 from tests.proxy.harness import free_port, run_backend, run_frontend_stand_in, run_nginx
 from tests.support.postgres import find_binary, in_ci, postgres_cluster, skip_or_fail
 
@@ -190,3 +193,86 @@ def test_nginx_healthcheck_with_real_curl_and_nginx() -> None:
         assert subprocess.run([curl, *test[2:-1], url], check=False).returncode == 0
         broken = url.replace("/healthz", "/api/backend-is-down")
         assert subprocess.run([curl, *test[2:-1], broken], check=False).returncode != 0
+
+
+SERVE = """
+import http.server, signal, sys
+handler = http.server.SimpleHTTPRequestHandler
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), handler)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print("serving", flush=True)
+server.serve_forever()
+"""
+
+
+def start_launched_server(shell: str, port: int, drain: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [*sh_argv(shell), str(LAUNCHER_SOURCE), sys.executable, "-c", SERVE, str(port)],
+        env={"PATH": os.environ["PATH"], "ASTATS_SECRETS_DIR": "/nonexistent", DRAIN_ENV: drain},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "serving"
+    return process
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_stop_is_held_back_while_the_service_keeps_serving(shell: str) -> None:
+    port = free_port()
+    process = start_launched_server(shell, port, drain="2")
+    try:
+        process.send_signal(signal.SIGTERM)
+        # The stop has been asked for, yet the old container still answers: nginx can move
+        # its traffic to the replacement before this one goes away.
+        assert answers(port)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+    assert process.stderr is not None
+    assert "stop requested; serving 2s more" in process.stderr.read()
+    assert not answers(port)
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_without_drain_the_launcher_becomes_the_service(shell: str) -> None:
+    port = free_port()
+    process = start_launched_server(shell, port, drain="0")
+    try:
+        # exec: the launcher's pid is the service's, so a stop reaches the service at once.
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_drain_keeps_the_service_exit_status(shell: str) -> None:
+    result = subprocess.run(
+        [*sh_argv(shell), str(LAUNCHER_SOURCE), sys.executable, "-c", "raise SystemExit(7)"],
+        env={"PATH": os.environ["PATH"], DRAIN_ENV: "5"},
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 7
+
+
+def test_a_bad_drain_value_is_refused_clearly() -> None:
+    result = subprocess.run(
+        ["sh", str(LAUNCHER_SOURCE), "true"],
+        env={"PATH": os.environ["PATH"], DRAIN_ENV: "ten"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 64
+    assert "ASTATS_DRAIN_SECONDS must be a whole number, not 'ten'" in result.stderr

@@ -272,3 +272,14 @@ def test_stack_outputs_tell_operators_where_everything_is(graph: Graph) -> None:
     assert set(outputs["containers"].values()) == names
     assert outputs["dataVolume"] == "astats-dev-pgdata"
     assert outputs["backupsVolume"] == "astats-dev-backups"
+
+
+@pytest.mark.parametrize("service", ["backend", "frontend"])
+def test_replaced_web_containers_serve_until_nginx_has_moved_on(graph: Graph, service: str) -> None:
+    c = graph.containers()[service].inputs
+    envs = dict(e.split("=", 1) for e in c["envs"])
+    resolver_valid_s = dev_config()["nginx"].get("resolverValidS", 10)
+    drain = int(envs["ASTATS_DRAIN_SECONDS"])
+    assert drain > resolver_valid_s + 1  # nginx's DNS cache counts whole seconds
+    assert c["entrypoints"] == ["/bin/sh", "/run/astats/launch"]
+    assert c["destroyGraceSeconds"] >= drain + 30  # the drain never eats the app's own stop time

@@ -1,4 +1,4 @@
-"""Secrets for application containers as files, exported to the process by a tiny launcher."""
+"""The launcher application containers start through: secrets from files, drain on stop."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import pulumi
 from components.container import Upload
 
 SECRETS_DIR = "/run/secrets"
-LAUNCHER_PATH = "/run/astats/with-secrets"
-LAUNCHER_SOURCE = Path(__file__).parent / "files" / "with-secrets.sh"
+LAUNCHER_PATH = "/run/astats/launch"
+LAUNCHER_SOURCE = Path(__file__).parent / "files" / "launch.sh"
 
 
 def launcher_entrypoint() -> list[str]:
     return ["/bin/sh", LAUNCHER_PATH]
 
 
-def secret_uploads(secrets: Mapping[str, pulumi.Output[str]]) -> list[Upload]:
+def launcher_uploads(secrets: Mapping[str, pulumi.Output[str]]) -> list[Upload]:
     """The launcher plus one file per secret, named after the variable it becomes."""
     files = [
         Upload(f"{SECRETS_DIR}/{name}", pulumi.Output.secret(value))
