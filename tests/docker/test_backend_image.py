@@ -1,0 +1,371 @@
+"""The migration job and the backend container as the program runs them, on a real Docker engine.
+
+The backend image is the demo backend's real Dockerfile and context, built on a stand-in for the
+official ``python:3.11-slim``, which cannot be pulled (no registry is reachable here): Debian
+bookworm's own Python 3.11 on the debootstrapped bookworm base. How, and the one line that
+differs, is in ``tests/docker/python_image.py``. The database is the postgres stand-in of
+``tests/docker/test_backup_image.py``, started the same way: alias ``db`` on an internal network,
+its password uploaded as a file.
+
+What the program would hand to Docker is taken from the program's own functions: the job's
+``docker run`` argv (``migration_job`` + ``docker_run_argv``), the ``DATABASE_URL`` it sends on
+stdin (``database_url``, resolved outside any deployment), and the backend container's
+entrypoint, command, uploads, environment and healthcheck. The Docker CLI has one healthcheck
+form only, ``CMD-SHELL``: the program's ``CMD`` arguments are joined with ``shlex.join``, which
+the container's /bin/sh splits back into the same argv.
+
+Each test gets its own internal networks, database and volumes, all removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import shlex
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pulumi
+import pytest
+
+from components.backend import BACKEND_ALIAS, database_url, http_health_test, uvicorn_command
+from components.config import BackendSettings, BuildSettings, Healthcheck
+from components.container import (
+    DRAIN_ENV,
+    RESTART_POLICY,
+    STOP_GRACE_S,
+    contract_labels,
+    wait_timeout_s,
+)
+from components.database import DB_ALIAS
+from components.jobs import docker_run_argv
+from components.launcher import launcher_entrypoint, launcher_uploads
+from components.migration import migration_job
+from components.workers import uvicorn_workers
+from tests.docker import images, python_image
+from tests.docker.conftest import docker
+from tests.docker.test_backup_image import (  # noqa: F401  (fixtures used by name)
+    DATABASE,
+    Env,
+    Images,
+    env,
+    sql,
+    start_database,
+    test_images,
+)
+from tests.docker.test_jobs_and_secrets_in_docker import upload
+
+# As Pulumi.dev.yaml configures it, with a healthcheck quick enough for a test.
+BACKEND = BackendSettings(
+    build=BuildSettings(context="examples/demo-app/backend"),
+    memory_mb=768,
+    cpus=1,
+    healthcheck=Healthcheck(interval_s=1, timeout_s=5, retries=3, start_period_s=30),
+)
+REVISION = "0001_cockpit_notes"
+DRAIN_S = 3
+TIMEOUT_S = 120
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BackendImages:
+    python: str
+    backend: str
+
+
+@pytest.fixture(scope="session")
+def backend_images(test_images: Images) -> BackendImages:  # noqa: F811
+    # test_images has made (or found) the bookworm base; a failed build fails every test.
+    python = python_image.python_standin(images.BASE_TAG)
+    return BackendImages(python=python, backend=python_image.backend_image(python))
+
+
+@dataclass
+class Deployment:
+    """One test's database, edge network and backend; `close` removes what it created."""
+
+    env: Env
+    images: BackendImages
+    edge: str = field(default_factory=lambda: f"astats-test-edge-{uuid.uuid4().hex[:8]}")
+    containers: list[str] = field(default_factory=list)
+    database: str = ""
+
+    def close(self) -> None:
+        for container in reversed(self.containers):
+            docker("rm", "--force", "--volumes", container, check=False)
+        # The job runs with --rm; one killed mid-run (a timeout) could still be going.
+        docker("rm", "--force", f"astats-{self.env.stack}-migration", check=False)
+        docker("network", "rm", self.edge, check=False)
+
+
+@pytest.fixture
+def deployment(
+    env: Env,  # noqa: F811
+    backend_images: BackendImages,
+    tmp_path: Path,
+) -> Iterator[Deployment]:
+    deployed = Deployment(env, backend_images)
+    docker("network", "create", "--internal", deployed.edge)
+    try:
+        deployed.database = start_database(env, tmp_path)
+        yield deployed
+    finally:
+        deployed.close()
+
+
+def in_fresh_loop(make: Callable[[], Awaitable[T]]) -> T:
+    """Run `make` where pulumi outputs resolve outside any deployment, as the engine would.
+
+    Outputs are bound to the loop they were made on, so they are made inside; the loop and
+    pulumi's settings are per context, kept away from other tests.
+    """
+
+    def run() -> T:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(make())
+        finally:
+            loop.close()
+
+    return contextvars.Context().run(run)
+
+
+async def value_of(output: pulumi.Input[str]) -> str:
+    value = await pulumi.Output.from_input(output).future()
+    assert isinstance(value, str)
+    return value
+
+
+def url_for(password: str) -> str:
+    """The DATABASE_URL the program sends the migration and uploads for the backend."""
+
+    async def make() -> str:
+        return await value_of(database_url(DATABASE, DB_ALIAS, pulumi.Output.secret(password)))
+
+    return in_fresh_loop(make)
+
+
+def backend_uploads(password: str, secret_key: str) -> dict[str, tuple[str, int]]:
+    """The launcher and secret files the provider writes into the backend before it starts."""
+
+    async def make() -> dict[str, tuple[str, int]]:
+        secrets = {
+            "DATABASE_URL": database_url(DATABASE, DB_ALIAS, pulumi.Output.secret(password)),
+            "SECRET_KEY": pulumi.Output.secret(secret_key),
+        }
+        return {
+            u.path: (await value_of(u.content), int(u.mode, 8)) for u in launcher_uploads(secrets)
+        }
+
+    return in_fresh_loop(make)
+
+
+def run_migration(deployed: Deployment, password: str) -> subprocess.CompletedProcess[str]:
+    """The migration exactly as the program runs it: its argv, DATABASE_URL on stdin."""
+    image, network = deployed.images.backend, deployed.env.network
+    spec = migration_job(stack=deployed.env.stack, backend=BACKEND, image=image, network=network)
+    argv = docker_run_argv(spec, image, network, [])
+    # pulumi-command runs the joined command line through /bin/sh -c, as here.
+    return subprocess.run(
+        ["/bin/sh", "-c", shlex.join(argv)],
+        input=url_for(password) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+def test_migration_job_creates_the_schema_and_a_second_run_is_a_no_op(
+    deployment: Deployment,
+) -> None:
+    first = run_migration(deployment, deployment.env.password)
+
+    assert first.returncode == 0, first.stderr
+    assert f"Running upgrade  -> {REVISION}" in first.stderr
+    db = deployment.database
+    assert sql(db, "SELECT version_num FROM alembic_version") == REVISION
+    assert sql(db, "SELECT to_regclass('public.cockpit_notes') IS NOT NULL") == "t"
+
+    second = run_migration(deployment, deployment.env.password)
+
+    assert second.returncode == 0, second.stderr
+    assert "Running upgrade" not in second.stderr
+    assert sql(db, "SELECT version_num FROM alembic_version") == REVISION
+    # --rm: nothing is left behind once the job ends.
+    name = f"astats-{deployment.env.stack}-migration"
+    assert docker("inspect", name, check=False).returncode != 0
+
+
+def test_migration_with_a_wrong_password_fails_with_the_database_error(
+    deployment: Deployment,
+) -> None:
+    wrong = f"wrong {uuid.uuid4().hex}"
+
+    result = run_migration(deployment, wrong)
+
+    # What `pulumi up` shows for the failed command: its status and output.
+    assert result.returncode != 0
+    assert "sqlalchemy.exc.OperationalError" in result.stderr, result.stderr
+    assert 'password authentication failed for user "astats"' in result.stderr
+    output = result.stdout + result.stderr
+    assert wrong not in output and url_for(wrong) not in output
+    assert sql(deployment.database, "SELECT to_regclass('public.alembic_version')") == ""
+
+
+def start_backend(deployed: Deployment, scratch: Path, secret_key: str) -> str:
+    """The backend container with the options `service_container` gives it, then started."""
+    settings = BACKEND
+    check = settings.healthcheck
+    logs = deployed.env.volume("backend-logs")
+    envs = {**settings.env, "LOG_DIR": settings.log_dir, DRAIN_ENV: str(DRAIN_S)}
+    labels = contract_labels(deployed.env.stack, "backend")
+    entrypoint = launcher_entrypoint()
+    name = f"astats-test-backend-{uuid.uuid4().hex[:8]}"
+    docker(
+        "create",
+        f"--name={name}",
+        f"--network={deployed.edge}",
+        f"--network-alias={BACKEND_ALIAS}",
+        f"--memory={settings.memory_mb}m",
+        f"--memory-swap={settings.memory_mb}m",
+        f"--cpus={settings.cpus:g}",
+        f"--restart={RESTART_POLICY}",
+        "--security-opt=no-new-privileges:true",
+        "--log-driver=json-file",
+        *[f"--label={k}={v}" for k, v in sorted(labels.items())],
+        *[f"--env={k}={v}" for k, v in sorted(envs.items())],
+        f"--volume={logs}:{settings.log_dir}",
+        f"--health-cmd={shlex.join(http_health_test(settings.port, settings.health_path)[1:])}",
+        f"--health-interval={check.interval_s}s",
+        f"--health-timeout={check.timeout_s}s",
+        f"--health-retries={check.retries}",
+        f"--health-start-period={check.start_period_s}s",
+        # The provider's destroy_grace_seconds: how long a stop may take before SIGKILL.
+        f"--stop-timeout={STOP_GRACE_S + DRAIN_S}",
+        f"--entrypoint={entrypoint[0]}",
+        deployed.images.backend,
+        *entrypoint[1:],
+        *uvicorn_command(settings),
+    )
+    deployed.containers.append(name)
+    docker("network", "connect", deployed.env.network, name)
+    files = backend_uploads(deployed.env.password, secret_key)
+    upload(name, files, scratch)
+    docker("start", name)
+    return name
+
+
+def wait_healthy(container: str) -> None:
+    """Wait as `pulumi up` does (wait=True): until healthy, for the check's budget + margin."""
+    deadline = time.monotonic() + wait_timeout_s(BACKEND.healthcheck)
+    while True:
+        state = json.loads(docker("inspect", "--format={{json .State}}", container).stdout)
+        status = state.get("Health", {}).get("Status")
+        if status == "healthy":
+            return
+        logs = docker("logs", container, check=False)
+        assert status != "unhealthy" and state["Running"], (state, logs.stdout + logs.stderr)
+        assert time.monotonic() < deadline, f"never healthy: {state}"
+        time.sleep(0.3)
+
+
+def fetch(deployed: Deployment, path: str) -> dict[str, Any]:
+    """GET from another container on the edge network, as nginx reaches the backend."""
+    script = (
+        "import sys, urllib.request; "
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+    )
+    name = f"astats-test-client-{uuid.uuid4().hex[:8]}"
+    deployed.containers.append(name)
+    result = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            f"--name={name}",
+            f"--network={deployed.edge}",
+            deployed.images.python,
+            "python",
+            "-c",
+            script,
+            f"http://{BACKEND_ALIAS}:{BACKEND.port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stderr
+    body: dict[str, Any] = json.loads(result.stdout)
+    return body
+
+
+def test_backend_container_serves_the_migrated_database_and_drains_on_stop(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    migrated = run_migration(deployment, deployment.env.password)
+    assert migrated.returncode == 0, migrated.stderr
+    secret_key = f"key {uuid.uuid4().hex} $HOME'\""
+    backend = start_backend(deployment, tmp_path, secret_key)
+
+    wait_healthy(backend)
+
+    assert fetch(deployment, BACKEND.health_path) == {
+        "status": "ok",
+        "database_configured": True,
+        "secret_key_configured": True,
+    }
+    assert fetch(deployment, "/api/db") == {"configured": True, "revision": REVISION, "notes": 0}
+    sql(deployment.database, "INSERT INTO cockpit_notes (body) VALUES ('from the test')")
+    assert fetch(deployment, "/api/db")["notes"] == 1
+    inspected = docker("inspect", backend).stdout
+    for secret in (deployment.env.password, url_for(deployment.env.password), secret_key):
+        assert secret not in inspected
+    workers = uvicorn_workers(
+        cpus=BACKEND.cpus, memory_mb=BACKEND.memory_mb, worker_memory_mb=BACKEND.worker_memory_mb
+    )
+    assert f"--workers={workers}" in uvicorn_command(BACKEND) and workers > 1
+
+    # A stop as `pulumi destroy`/replacement does it: SIGTERM, then the container's grace.
+    stopped: dict[str, float] = {}
+
+    def stop() -> None:
+        started = time.monotonic()
+        docker("stop", backend)
+        stopped["after_s"] = time.monotonic() - started
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    wait_for_log(backend, "launch: stop requested")
+    # Still serving through the drain, so nginx can move to the replacement first.
+    during_drain = fetch(deployment, BACKEND.health_path)
+    stopper.join()
+    state = json.loads(docker("inspect", "--format={{json .State}}", backend).stdout)
+    logs = docker("logs", backend)
+
+    assert during_drain["status"] == "ok"
+    assert DRAIN_S <= stopped["after_s"] < STOP_GRACE_S + DRAIN_S
+    # With several workers uvicorn's supervisor handles SIGTERM, stops its workers and
+    # returns: exit 0, passed on by the launcher. (A single-worker uvicorn re-raises the
+    # signal after its shutdown instead, which the launcher would report as 143.)
+    assert (state["ExitCode"], state["OOMKilled"]) == (0, False), logs.stderr[-3000:]
+    assert "Received SIGTERM, exiting." in logs.stderr
+    assert "Stopping parent process" in logs.stderr
+
+
+def wait_for_log(container: str, text: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        logs = docker("logs", container)
+        if text in logs.stdout + logs.stderr:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in the logs of {container}")
