@@ -77,7 +77,16 @@ def python_standin(base: str) -> str:
         for cert in sorted(LOCAL_CA_DIR.glob("*.crt")):
             shutil.copyfile(cert, local_ca / cert.name)
         run_step(
-            ["docker", "build", "--build-arg", f"BASE={base}", "--tag", PYTHON_TAG, ctx],
+            [
+                "docker",
+                "build",
+                "--force-rm",
+                "--build-arg",
+                f"BASE={base}",
+                "--tag",
+                PYTHON_TAG,
+                ctx,
+            ],
             "building the python:3.11-slim stand-in",
         )
     return PYTHON_TAG
@@ -105,7 +114,16 @@ def backend_image(python_image: str) -> str:
         # A Dockerfile outside the context is sent along with it by the CLI; the context,
         # and its .dockerignore, stay the real ones.
         run_step(
-            ["docker", "build", "--file", f.name, "--tag", BACKEND_TAG, str(BACKEND_CONTEXT)],
+            [
+                "docker",
+                "build",
+                "--force-rm",
+                "--file",
+                f.name,
+                "--tag",
+                BACKEND_TAG,
+                str(BACKEND_CONTEXT),
+            ],
             f"building {BACKEND_DOCKERFILE.relative_to(REPO_ROOT)}",
         )
     return BACKEND_TAG
