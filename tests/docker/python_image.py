@@ -76,6 +76,7 @@ def python_standin(base: str) -> str:
         local_ca.mkdir()
         for cert in sorted(LOCAL_CA_DIR.glob("*.crt")):
             shutil.copyfile(cert, local_ca / cert.name)
+        # --force-rm: a failed step leaves no container behind.
         run_step(
             [
                 "docker",
