@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +82,14 @@ def network(docker_engine: None) -> Iterator[str]:
         yield name
     finally:
         docker("network", "rm", name, check=False)
+
+
+def wait_for_log(container: str, text: str) -> None:
+    """Wait until `text` shows in the container's output (a readiness or progress line)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        logs = docker("logs", container)
+        if text in logs.stdout + logs.stderr:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in the logs of {container}")

@@ -50,7 +50,7 @@ from components.launcher import launcher_entrypoint, launcher_uploads
 from components.migration import migration_job
 from components.workers import uvicorn_workers
 from tests.docker import images, python_image
-from tests.docker.conftest import docker
+from tests.docker.conftest import docker, wait_for_log
 from tests.docker.test_backup_image import (  # noqa: F401  (fixtures used by name)
     DATABASE,
     Env,
@@ -368,13 +368,3 @@ def test_backend_container_serves_the_migrated_database_and_drains_on_stop(
     assert (state["ExitCode"], state["OOMKilled"]) == (exit_code, False), logs.stderr[-3000:]
     assert "Application shutdown complete." in logs.stderr
     assert f"INFO:     {last_line}" in logs.stderr
-
-
-def wait_for_log(container: str, text: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        logs = docker("logs", container)
-        if text in logs.stdout + logs.stderr:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared in the logs of {container}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from components.jobs import JobSpec, docker_run_argv
 from components.launcher import LAUNCHER_PATH, LAUNCHER_SOURCE
-from tests.docker.conftest import docker
+from tests.docker.conftest import docker, wait_for_log
 
 SECRET = "s3cr3t with spaces/$HOME'\""
 
@@ -151,13 +151,3 @@ def test_launcher_as_pid_1_keeps_the_container_up_through_the_drain(
     assert running == "true"
     assert state["ExitCode"] == 0  # the service stopped itself; no SIGKILL was needed
     assert "service-stopped" in logs.stdout
-
-
-def wait_for_log(container: str, text: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        logs = docker("logs", container)
-        if text in logs.stdout + logs.stderr:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared in the logs of {container}")
