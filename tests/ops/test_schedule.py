@@ -20,6 +20,16 @@ from tests.ops.helpers import REPO_ROOT, directory_state, run_cli
 from tests.support.postgres import PostgresCluster
 
 
+def start_schedule(dest: Path, status: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The long-running `schedule` loop as a child process, its stderr captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "astats_ops", *map(str, schedule_args(dest, status))],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def schedule_args(dest: Path, status: Path, *extra: str | Path) -> list[str | Path]:
     return [
         "schedule",
@@ -170,12 +180,7 @@ def test_sigterm_during_a_backup_stops_cleanly_without_partial_files(
     status = tmp_path / "status.json"
     env = seeded.env()
     env.update(PG_BINDIR=str(bindir), PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "astats_ops", *map(str, schedule_args(dest, status))],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_schedule(dest, status, env)
     try:
         deadline = time.monotonic() + 20
         while not any(p.name.endswith(".partial") for p in dest.iterdir()):
@@ -203,12 +208,7 @@ def test_sigterm_between_runs_exits_promptly(
 ) -> None:
     status = tmp_path / "status.json"
     env = {**seeded.env(), "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "astats_ops", *map(str, schedule_args(dest, status))],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_schedule(dest, status, env)
     try:
         deadline = time.monotonic() + 20
         while not (status.exists() and json.loads(status.read_text())["last_result"]):
