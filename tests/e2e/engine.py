@@ -1,0 +1,197 @@
+"""The real Pulumi CLI driving a throwaway copy of this project.
+
+Each `Project` is a copy of the working tree (tracked and untracked files that git does not
+ignore) in a temporary directory, sharing this checkout's ``venv``, with its own file state
+backend, passphrase and stack, so nothing of an operator's stacks, state or config is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class PulumiError(AssertionError):
+    """A pulumi command exited non-zero; the message carries its output."""
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def copy_tree(destination: Path) -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for raw in filter(None, listed):
+        relative = raw.decode()
+        source = REPO / relative
+        if not source.is_file():
+            continue
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    (destination / "venv").symlink_to(REPO / "venv")
+
+
+@dataclass
+class Project:
+    root: Path
+    stack: str
+    state_dir: Path
+    passphrase: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    @classmethod
+    def create(cls, scratch: Path, stack: str) -> Project:
+        root = scratch / "project"
+        state = scratch / "state"
+        root.mkdir()
+        state.mkdir()
+        copy_tree(root)
+        return cls(root=root, stack=stack, state_dir=state)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("PULUMI_", "ASTATS_"))
+        }
+        env.update(
+            PULUMI_BACKEND_URL=f"file://{self.state_dir}",
+            PULUMI_CONFIG_PASSPHRASE=self.passphrase,
+            PULUMI_SKIP_UPDATE_CHECK="true",
+            PULUMI_DIY_BACKEND_NO_LEGACY_WARNING="true",
+            PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK="true",
+            NO_COLOR="1",
+        )
+        return env
+
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        stdin: str | None = None,
+        timeout: float = 1200,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> Result:
+        argv = ["pulumi", *args, "--non-interactive", "--color", "never"]
+        env = self.env | dict(extra_env or {})
+        completed = subprocess.run(
+            argv,
+            cwd=self.root,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        result = Result(argv, completed.returncode, completed.stdout, completed.stderr)
+        if check and completed.returncode != 0:
+            raise PulumiError(f"{' '.join(argv)} exited {completed.returncode}:\n{result.output}")
+        return result
+
+    def init(self) -> None:
+        self.run("stack", "init", self.stack, "--secrets-provider", "passphrase")
+
+    def set_config(self, key: str, value: str, *, secret: bool = False, path: bool = False) -> None:
+        flags = (["--secret"] if secret else []) + (["--path"] if path else [])
+        # The value goes on stdin, as the README tells operators to give secrets.
+        self.run("config", "set", *flags, key, stdin=value + "\n")
+
+    def remove_config(self, key: str, *, path: bool = False) -> None:
+        self.run("config", "rm", *(["--path"] if path else []), key)
+
+    def up(self, *extra: str, check: bool = True, event_log: Path | None = None) -> Result:
+        log = ["--event-log", str(event_log)] if event_log else []
+        return self.run("up", "--yes", "--skip-preview", *log, *extra, check=check)
+
+    def preview(self, *extra: str, check: bool = True, event_log: Path | None = None) -> Result:
+        log = ["--event-log", str(event_log)] if event_log else []
+        return self.run("preview", *log, *extra, check=check)
+
+    def destroy(self, *extra: str, check: bool = True) -> Result:
+        return self.run("destroy", "--yes", "--skip-preview", *extra, check=check)
+
+    def outputs(self) -> dict[str, Any]:
+        return dict(json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout))
+
+    def resources(self) -> list[dict[str, Any]]:
+        exported = json.loads(self.run("stack", "export").stdout)
+        return list(exported["deployment"].get("resources") or [])
+
+    def remove_stack(self) -> None:
+        self.run("stack", "rm", "--yes", "--force", self.stack, check=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One resource step of an engine event log: its op, and the sequence numbers at which it
+    started and finished (None when the log has no such event)."""
+
+    urn: str
+    op: str
+    started: int
+    finished: int | None
+
+    @property
+    def name(self) -> str:
+        return self.urn.rsplit("::", 1)[-1]
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def steps(events: Sequence[Mapping[str, Any]]) -> dict[str, Step]:
+    """The last step of each resource, keyed by its logical name (names are unique here)."""
+    started: dict[str, tuple[str, int]] = {}
+    finished: dict[str, int] = {}
+    for event in events:
+        sequence = int(event["sequence"])
+        if "resourcePreEvent" in event:
+            meta = event["resourcePreEvent"]["metadata"]
+            started[meta["urn"]] = (meta["op"], sequence)
+        elif "resOutputsEvent" in event:
+            finished[event["resOutputsEvent"]["metadata"]["urn"]] = sequence
+    result: dict[str, Step] = {}
+    for urn, (op, sequence) in started.items():
+        step = Step(urn=urn, op=op, started=sequence, finished=finished.get(urn))
+        result[step.name] = step
+    return result
+
+
+def summary(events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """The engine's own count of resources per operation for the run."""
+    for event in reversed(events):
+        if "summaryEvent" in event:
+            return {op: int(n) for op, n in event["summaryEvent"]["resourceChanges"].items()}
+    raise AssertionError("the event log has no summary event")
+
+
+def diagnostics(events: Sequence[Mapping[str, Any]]) -> str:
+    return "".join(
+        event["diagnosticEvent"].get("message", "")
+        for event in events
+        if "diagnosticEvent" in event
+    )

@@ -1,0 +1,108 @@
+"""Bounded loopback traffic through the stack's nginx while a rollout runs: a steady request
+loop counting failures, and WebSocket clients that record how their connection closed and then
+reconnect."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.sync.client import ClientConnection, connect
+
+MAX_REQUESTS = 200_000
+MAX_SECONDS = 900.0
+
+
+@dataclass
+class LoadReport:
+    requests: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+class SteadyLoad:
+    """GETs `paths` in turn, one at a time, until stopped (or its bounds run out)."""
+
+    def __init__(self, base_url: str, paths: tuple[str, ...], interval_s: float = 0.02):
+        self.base_url = base_url
+        self.paths = paths
+        self.interval_s = interval_s
+        self.report = LoadReport()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SteadyLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + MAX_SECONDS
+        with httpx.Client(base_url=self.base_url, timeout=10) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                if self.report.requests >= MAX_REQUESTS:
+                    break
+                path = self.paths[self.report.requests % len(self.paths)]
+                self.report.requests += 1
+                try:
+                    status = client.get(path).status_code
+                    if status >= 500:
+                        self.report.failures.append(f"{path}: HTTP {status}")
+                except httpx.HTTPError as error:
+                    self.report.failures.append(f"{path}: {type(error).__name__}: {error}")
+                self._stop.wait(self.interval_s)
+
+
+def echo(url: str, message: str = "ping") -> str:
+    with connect(url, open_timeout=10) as socket:
+        socket.send(message)
+        reply = socket.recv(timeout=10)
+    return str(reply)
+
+
+class CockpitClient:
+    """Holds a WebSocket open, answering pings, until the server closes it; then records the
+    close code and proves it can reconnect and echo."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.close_code: int | None = None
+        self.close_error: str | None = None
+        self.reconnected_echo: str | None = None
+        self._socket: ClientConnection = connect(url, open_timeout=10)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + MAX_SECONDS
+        while True:
+            if time.monotonic() > deadline:
+                self.close_error = "still open when the bound ran out"
+                return
+            try:
+                self._socket.recv(timeout=5)
+            except TimeoutError:
+                continue
+            except ConnectionClosed as closed:
+                received = closed.rcvd
+                self.close_code = received.code if received is not None else None
+                if received is None:
+                    self.close_error = f"closed without a close frame: {closed}"
+                break
+        for _ in range(50):
+            try:
+                self.reconnected_echo = echo(self.url, "again")
+                return
+            except (OSError, WebSocketException):
+                time.sleep(0.2)
+
+    def wait(self, timeout: float = 120) -> None:
+        self._thread.join(timeout)
+
+    def close(self) -> None:
+        self._socket.close()
