@@ -123,12 +123,25 @@ class Project:
         self.run("config", "rm", *(["--path"] if path else []), key)
 
     def up(self, *extra: str, check: bool = True, event_log: Path | None = None) -> Result:
-        log = ["--event-log", str(event_log)] if event_log else []
-        return self.run("up", "--yes", "--skip-preview", *log, *extra, check=check)
+        return self._with_events(
+            "up", "--yes", "--skip-preview", *extra, check=check, log=event_log
+        )
 
     def preview(self, *extra: str, check: bool = True, event_log: Path | None = None) -> Result:
-        log = ["--event-log", str(event_log)] if event_log else []
-        return self.run("preview", *log, *extra, check=check)
+        return self._with_events("preview", *extra, check=check, log=event_log)
+
+    def _with_events(self, *args: str, check: bool, log: Path | None) -> Result:
+        """Run `args`; with `log`, as the engine's JSON event stream, written to `log`."""
+        if log is None:
+            return self.run(*args, check=check)
+        streaming = {"PULUMI_ENABLE_STREAMING_JSON_PREVIEW": "true"}
+        result = self.run(*args, "--json", check=False, extra_env=streaming)
+        log.write_text(result.stdout)
+        if check and result.returncode != 0:
+            raise PulumiError(
+                f"{' '.join(result.argv)} exited {result.returncode}:\n{result.output}"
+            )
+        return result
 
     def destroy(self, *extra: str, check: bool = True) -> Result:
         return self.run("destroy", "--yes", "--skip-preview", *extra, check=check)

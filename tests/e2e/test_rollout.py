@@ -87,7 +87,7 @@ def test_cold_up_rolls_out_in_order_and_every_service_is_healthy(deployment: Dep
     before(step["migration"], step["backend"])
     before(step["backend"], step["nginx"])
     before(step["frontend"], step["nginx"])
-    before(step["db"], step["backup"])
+    before(step["db"], step["scheduler"])
     assert "db" not in depends_on(deployment.project.resources(), "frontend")
 
 
