@@ -24,6 +24,19 @@ from tests.support.debian_images import ImageError, build_lock, debian_base, run
 
 OFFICIAL_NODE = "node:20-slim"
 NODE_TAG = "astats-test/node:20-bookworm"
+NGINX_TAG = "astats-test/nginx-official:sid"
+
+# The parts of the official nginx image's contract the stack's nginx.conf relies on, on top of
+# the proxy tests' nginx: its `nginx` user (uid 101) and its temp-path root.
+NGINX_DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+RUN groupadd --system --gid 101 nginx \\
+    && useradd --system --gid nginx --uid 101 --no-create-home --home-dir /nonexistent \\
+       --shell /bin/false nginx \\
+    && mkdir -p /var/cache/nginx \\
+    && chown nginx:nginx /var/cache/nginx
+"""
 
 NODE_DOCKERFILE = """\
 ARG BASE
@@ -77,6 +90,26 @@ def node_standin(base: str) -> str:
     return NODE_TAG
 
 
+def nginx_standin(proxy_nginx: str) -> str:
+    """The proxy tests' nginx with the official image's user and cache directory."""
+    with build_lock("nginx-official"), tempfile.TemporaryDirectory(prefix="astats-ngx-") as ctx:
+        Path(ctx, "Dockerfile").write_text(NGINX_DOCKERFILE)
+        run_step(
+            [
+                "docker",
+                "build",
+                "--force-rm",
+                "--build-arg",
+                f"BASE={proxy_nginx}",
+                "-t",
+                NGINX_TAG,
+                ctx,
+            ],
+            "building the nginx stand-in",
+        )
+    return NGINX_TAG
+
+
 def stand_ins() -> StandIns:
     with tempfile.TemporaryDirectory(prefix="astats-e2e-base-") as scratch:
         base = debian_base(SUITE, BASE_TAG, Path(scratch))
@@ -84,7 +117,7 @@ def stand_ins() -> StandIns:
         postgres=postgres_standin(base),
         python=python_standin(base),
         node=node_standin(base),
-        nginx=nginx_image(),
+        nginx=nginx_standin(nginx_image()),
     )
 
 

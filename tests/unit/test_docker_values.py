@@ -19,6 +19,7 @@ from components.docker_values import docker_cpus, docker_duration
         (0.25, "0.25"),
         (1.25, "1.25"),
         (0.125, "0.125"),
+        (0.05, "0.1"),
         (10, "10."),
     ],
 )
