@@ -128,9 +128,6 @@ def stand_in_dockerfile(dockerfile: Path, official: str, stand_in: str) -> Path:
     from_line = re.compile(rf"^FROM\s+{re.escape(official)}(\s+AS\s+\S+)?\s*$", re.M | re.I)
     if not from_line.search(text) or official in from_line.sub("", text):
         raise ImageError(f"{dockerfile} names {official} other than in FROM lines")
-    # A `# syntax=` directive makes BuildKit fetch that frontend image from a registry; the
-    # engine's built-in frontend reads these Dockerfiles (cache mounts included) without it.
-    text = re.sub(r"\A# syntax=\S+\n", "", text)
     target = dockerfile.with_name("Dockerfile.e2e")
     target.write_text(from_line.sub(lambda m: f"FROM {stand_in}{m.group(1) or ''}", text))
     return target

@@ -50,7 +50,9 @@ def test_backend_image_serves_the_configured_module_and_can_migrate() -> None:
 
 def test_frontend_image_is_standalone_and_cached() -> None:
     dockerfile = (DEMO / "frontend" / "Dockerfile").read_text()
-    assert dockerfile.startswith("# syntax=docker/dockerfile:1\n")
+    # No `# syntax=` line: it makes every build fetch a frontend image from a registry, and
+    # the engine's built-in frontend already reads cache mounts.
+    assert "# syntax=" not in dockerfile
     assert "--mount=type=cache,target=/app/.next/cache" in dockerfile
     assert "--mount=type=cache,target=/root/.npm" in dockerfile
     assert f"PORT={FRONTEND.port}" in dockerfile
