@@ -20,7 +20,7 @@ BACKUPS_MOUNT = "/backups"
 LOGS_MOUNT = "/backend-logs"
 STATUS_FILE = f"{BACKUPS_MOUNT}/.astats-status.json"
 BACKUP_DOCKERFILE = "docker/backup/Dockerfile"
-SCHEDULE_HEALTHCHECK = Healthcheck(interval_s=60, timeout_s=10, retries=3, start_period_s=10)
+SCHEDULE_HEALTHCHECK = Healthcheck(interval_s=15, timeout_s=10, retries=3, start_period_s=10)
 
 
 def schedule_command(settings: BackupSettings, log_file: str) -> list[str]:

@@ -129,6 +129,11 @@ class BackendSettings(AppImageSettings):
 class FrontendSettings(AppImageSettings):
     port: Port = Field(3000, description="Port Next.js listens on inside the container.")
     health_path: UrlPath = Field("/", description="Answers below 500 when the frontend is up.")
+    command: tuple[str, ...] = Field(
+        ("node", "server.js"),
+        min_length=1,
+        description="The server the launcher starts (the image's own CMD does not survive it).",
+    )
     healthcheck: Healthcheck = Healthcheck(start_period_s=20)
 
 

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import Healthcheck, LoggingSettings
+from components.docker_values import docker_cpus, docker_duration
 
 WAIT_MARGIN_S = 30
 RESTART_POLICY = "unless-stopped"
@@ -120,7 +121,7 @@ def service_container(
         restart=RESTART_POLICY,
         memory=spec.memory_mb,
         memory_swap=spec.memory_mb,
-        cpus=f"{spec.cpus:g}",
+        cpus=docker_cpus(spec.cpus),
         shm_size=spec.shm_size_mb,
         user=spec.user,
         security_opts=["no-new-privileges:true"],
@@ -128,10 +129,10 @@ def service_container(
         log_opts={"max-size": logging.max_size, "max-file": str(logging.max_file)},
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=list(spec.health_test),
-            interval=f"{check.interval_s}s",
-            timeout=f"{check.timeout_s}s",
+            interval=docker_duration(check.interval_s),
+            timeout=docker_duration(check.timeout_s),
             retries=check.retries,
-            start_period=f"{check.start_period_s}s",
+            start_period=docker_duration(check.start_period_s),
         ),
         wait=True,
         wait_timeout=wait_timeout_s(check),

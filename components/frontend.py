@@ -58,6 +58,8 @@ class Frontend(pulumi.ComponentResource):
                 health_test=node_health_test(settings.port, settings.health_path),
                 healthcheck=settings.healthcheck,
                 entrypoint=launcher_entrypoint(),
+                # Docker drops an image's CMD once the entrypoint is overridden.
+                command=settings.command,
                 uploads=launcher_uploads({}),
                 drain_s=drain_s,
             ),
