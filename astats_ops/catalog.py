@@ -2,6 +2,8 @@
 
 A backup is ``<dbname>-<YYYYmmddTHHMMSSZ>.dump`` (pg_dump custom format) with a sidecar
 ``<name>.sha256`` in ``sha256sum`` format; only a backup whose sidecar matches is *verified*.
+``<name>.counts.json`` holds the row counts taken in the dump's snapshot (backups made before
+it existed have none).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from astats_ops.errors import OpsError
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 DUMP_SUFFIX = ".dump"
 CHECKSUM_SUFFIX = ".sha256"
+COUNTS_SUFFIX = ".counts.json"
 _NAME = re.compile(r"^(?P<database>.+)-(?P<stamp>\d{8}T\d{6}Z)\.dump$")
 
 
@@ -69,6 +72,10 @@ def parse_backup_name(name: str) -> tuple[str, datetime] | None:
 
 def checksum_path(dump: Path) -> Path:
     return dump.with_name(dump.name + CHECKSUM_SUFFIX)
+
+
+def counts_path(dump: Path) -> Path:
+    return dump.with_name(dump.name + COUNTS_SUFFIX)
 
 
 def sha256_of(path: Path) -> str:

@@ -3,7 +3,8 @@
 Known failures print ONE line ``astats_ops <command>: error: ...`` on stderr and exit 1;
 usage errors exit 2 (argparse). The database is chosen by the libpq environment variables
 (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD or PGPASSFILE); S3 credentials come from
-boto3's standard sources, never from arguments.
+boto3's standard sources and the alert webhook from ASTATS_ALERT_WEBHOOK_URL, never from
+arguments.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from astats_ops.backup import create_backup
 from astats_ops.catalog import BackupFile, scan
+from astats_ops.drill import DrillResult, read_drills, run_drill
 from astats_ops.errors import OpsError, one_line
 from astats_ops.logrotate import rotate_log
 from astats_ops.offsite import S3Settings, make_client, prune_remote, sync
@@ -51,6 +53,14 @@ def _positive_float(text: str) -> float:
 
 def _add_dest(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dest", type=Path, required=True, help="backup directory")
+
+
+def _add_drill_tablespace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--drill-tablespace",
+        metavar="NAME",
+        help="create the drill's scratch database there (another disk than the live data)",
+    )
 
 
 def _add_retention(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -126,6 +136,7 @@ def _age(backup: BackupFile, now: datetime) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     backups = scan(args.dest)
+    drills = read_drills(args.dest)
     now = datetime.now(UTC)
     if args.json:
         rows = [
@@ -137,6 +148,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "age_seconds": int((now - b.created).total_seconds()),
                 "size": b.size,
                 "verification": str(b.verification),
+                "drill": drills.get(b.name),
             }
             for b in backups
         ]
@@ -146,9 +158,21 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no backups in {args.dest}")
         return 0
     width = max(len(b.name) for b in backups)
-    print(f"{'NAME':<{width}}  {'SIZE':>12}  {'AGE':>8}  VERIFICATION")
+    print(f"{'NAME':<{width}}  {'SIZE':>12}  {'AGE':>8}  {'VERIFICATION':<17}  DRILL")
     for b in reversed(backups):
-        print(f"{b.name:<{width}}  {b.size:>12}  {_age(b, now):>8}  {b.verification}")
+        drill = drills.get(b.name)
+        summary = DrillResult(**drill).summary() if drill else "-"
+        print(
+            f"{b.name:<{width}}  {b.size:>12}  {_age(b, now):>8}  {b.verification:<17}  {summary}"
+        )
+    return 0
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    result = run_drill(args.dest, tablespace=args.drill_tablespace)
+    if not result.ok:
+        raise OpsError(result.summary())
+    print(f"{result.backup}: {result.summary()}")
     return 0
 
 
@@ -195,7 +219,15 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         log = LogRotation(
             args.rotate_log, args.rotate_max_bytes, args.rotate_keep, args.rotate_max_age_hours
         )
-    job = Job(args.dest, _policy(args), _s3_settings(args), log)
+    job = Job(
+        args.dest,
+        _policy(args),
+        _s3_settings(args),
+        log,
+        drill=not args.no_drill,
+        drill_every_minutes=args.drill_every_minutes,
+        drill_tablespace=args.drill_tablespace,
+    )
     return Scheduler(job, args.status_file, args.interval_minutes).run(once=args.once)
 
 
@@ -226,7 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("file", type=Path)
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    listing = add("list", cmd_list, "list backups with size, age and verification")
+    drill = add(
+        "drill",
+        cmd_drill,
+        "restore the newest verified backup into a scratch database and check it",
+    )
+    _add_dest(drill)
+    _add_drill_tablespace(drill)
+
+    listing = add("list", cmd_list, "list backups with size, age, verification and drill")
     _add_dest(listing)
     listing.add_argument("--json", action="store_true")
 
@@ -254,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--interval-minutes", type=_positive_float, required=True)
     schedule.add_argument("--status-file", type=Path, required=True)
     schedule.add_argument("--once", action="store_true", help="one run, then exit")
+    schedule.add_argument(
+        "--drill-every-minutes",
+        type=_positive_float,
+        help="drill at most this often once a drill has passed (default: after every backup)",
+    )
+    _add_drill_tablespace(schedule)
+    schedule.add_argument(
+        "--no-drill", action="store_true", help="no restore drills (the role cannot CREATEDB)"
+    )
     _add_retention(schedule, required=False)
     _add_s3(schedule)
     schedule.add_argument("--rotate-log", type=Path, metavar="FILE")

@@ -11,10 +11,14 @@ import contextlib
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from astats_ops.errors import tool_error_text
+
+DEVNULL = subprocess.DEVNULL
+PIPE = subprocess.PIPE
 
 _running: set[subprocess.Popen[bytes]] = set()
 _cancel_requested = False
@@ -32,7 +36,7 @@ def request_cancel() -> None:
             proc.kill()
 
 
-def _check_cancelled() -> None:
+def check_cancelled() -> None:
     if _cancel_requested:
         raise Cancelled("stop requested")
 
@@ -59,25 +63,53 @@ class ToolResult:
 
 def run_tool(cmd: Sequence[str], env: Mapping[str, str]) -> ToolResult:
     """Run ``cmd`` to completion with stdin/stdout closed off; kill it if we are interrupted."""
-    _check_cancelled()
+    with spawn(cmd, env) as tool:
+        returncode = tool.proc.wait()
+        check_cancelled()
+        return ToolResult(returncode, tool.stderr_text())
+
+
+@dataclass(frozen=True)
+class Spawned:
+    proc: subprocess.Popen[bytes]
+    stderr: IO[bytes]
+
+    def stderr_text(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def result(self) -> ToolResult:
+        return ToolResult(self.proc.wait(), self.stderr_text())
+
+
+@contextlib.contextmanager
+def spawn(
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    stdin: int = DEVNULL,
+    stdout: int = DEVNULL,
+    cleanup: bool = False,
+) -> Iterator[Spawned]:
+    """Start ``cmd`` (stderr kept in a temp file); it is killed when the block ends, and by a
+    stop request while it runs, unless it is ``cleanup`` that must still run after one."""
+    if not cleanup:
+        check_cancelled()
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            list(cmd),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=dict(env),
-        )
-        _running.add(proc)
+        proc = subprocess.Popen(list(cmd), stdin=stdin, stdout=stdout, stderr=stderr, env=dict(env))
+        if not cleanup:
+            _running.add(proc)
         try:
-            _check_cancelled()
-            returncode = proc.wait()
-            _check_cancelled()
+            if not cleanup:
+                check_cancelled()
+            yield Spawned(proc, stderr)
         finally:
             _running.discard(proc)
             stop(proc)
-        stderr.seek(0)
-        return ToolResult(returncode, stderr.read().decode(errors="replace"))
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

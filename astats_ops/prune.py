@@ -1,4 +1,4 @@
-"""``prune``: delete local backups the retention policy does not keep (dump + sidecar).
+"""``prune``: delete local backups the retention policy does not keep (dump + sidecars).
 
 It also removes ``.partial`` files left by a backup that was killed (SIGKILL, power loss)
 once they are a day old: a running backup keeps writing to its partial file, so a day
@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from astats_ops.catalog import BackupFile, scan
+from astats_ops.catalog import BackupFile, counts_path, scan
 from astats_ops.errors import OpsError
 from astats_ops.fsutil import fsync_dir
 from astats_ops.retention import Plan, Policy, Snapshot, plan
 
 STALE_PARTIAL_SECONDS = 24 * 3600
-_PARTIAL = re.compile(r"^\..+-\d{8}T\d{6}Z\.dump(\.sha256)?\.partial$")
+_PARTIAL = re.compile(r"^\..+-\d{8}T\d{6}Z\.dump(\.sha256|\.counts\.json)?\.partial$")
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,9 @@ def prune_local(dest: Path, policy: Policy, *, dry_run: bool = False) -> PruneRe
         for backup in result.deleted:
             with contextlib.suppress(FileNotFoundError):
                 backup.path.unlink()
-            with contextlib.suppress(FileNotFoundError):
-                backup.checksum_path.unlink()
+            for sidecar in (backup.checksum_path, counts_path(backup.path)):
+                with contextlib.suppress(FileNotFoundError):
+                    sidecar.unlink()
         for partial in result.stale_partials:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()

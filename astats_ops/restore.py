@@ -14,15 +14,14 @@ import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
 from astats_ops.catalog import checksum_path, read_checksum, sha256_of
-from astats_ops.errors import OpsError, tool_error_text
+from astats_ops.errors import OpsError
 from astats_ops.pgenv import PgTarget, connection_hint, find_tool
-from astats_ops.proc import stop
+from astats_ops.proc import PIPE, check_cancelled, spawn
 
 RESET_SCHEMAS_SQL = """\
 BEGIN;
@@ -81,7 +80,7 @@ def restore_backup(
             f"restore into {target.describe()} not confirmed; nothing was changed "
             "(pass --yes to restore without asking)"
         )
-    _replay(dump, target, pg_restore, psql, env)
+    replay(dump, target, pg_restore, psql, env)
     return target
 
 
@@ -96,49 +95,38 @@ def _ask_on_tty(dump: Path, target: PgTarget) -> bool:
     return sys.stdin.readline().strip() == target.database
 
 
-def _replay(
+def replay(
     dump: Path, target: PgTarget, pg_restore: str, psql: str, env: Mapping[str, str]
 ) -> None:
-    with tempfile.TemporaryFile() as restore_err, tempfile.TemporaryFile() as psql_err:
-        apply = subprocess.Popen(
-            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={target.database}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=psql_err,
-            env=dict(env),
-        )
-        script = subprocess.Popen(
-            [
-                pg_restore,
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--exit-on-error",
-                "--file=-",
-                str(dump),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=restore_err,
-            env=dict(env),
-        )
-        try:
-            assert apply.stdin is not None and script.stdout is not None
-            committed = _pump(script.stdout, apply.stdin, RESET_SCHEMAS_SQL, script)
-            apply_code = apply.wait()
-        finally:
-            stop(script)
-            stop(apply)
-        if apply_code != 0:
-            text = _read(psql_err, "psql")
+    """Replace ``target``'s contents with the archive's, in one transaction."""
+    script_cmd = [
+        pg_restore,
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--exit-on-error",
+        "--file=-",
+        str(dump),
+    ]
+    apply_cmd = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={target.database}"]
+    with (
+        spawn(apply_cmd, env, stdin=PIPE) as apply,
+        spawn(script_cmd, env, stdout=PIPE) as script,
+    ):
+        assert apply.proc.stdin is not None and script.proc.stdout is not None
+        committed = _pump(script.proc.stdout, apply.proc.stdin, RESET_SCHEMAS_SQL, script.proc)
+        applied = apply.result()
+        check_cancelled()
+        if not applied.ok:
+            text = applied.error_text("psql")
             raise OpsError(
                 f"restore of {dump.name} into {target.describe()} failed and was rolled back: "
                 f"{text}; {connection_hint(text)}"
             )
-        if script.returncode != 0 or not committed:
+        if script.proc.returncode != 0 or not committed:
             raise OpsError(
                 f"restore of {dump.name} aborted, {target.describe()} left unchanged: "
-                f"pg_restore failed: {_read(restore_err, 'pg_restore')}"
+                f"pg_restore failed: {script.result().error_text('pg_restore')}"
             )
 
 
@@ -159,8 +147,3 @@ def _pump(
     finally:
         with contextlib.suppress(BrokenPipeError):
             sink.close()
-
-
-def _read(stream: IO[bytes], tool: str) -> str:
-    stream.seek(0)
-    return tool_error_text(stream.read().decode(errors="replace"), tool)

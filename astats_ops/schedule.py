@@ -1,8 +1,11 @@
 """``schedule`` and ``health``: the backup container's loop and its healthcheck.
 
-Each run: backup, local prune, offsite sync + remote prune (when S3 is configured), log
-rotation (when configured). Every step runs even if an earlier one failed; the run succeeds
-only if all steps do. The status file (JSON, replaced atomically) records::
+Each run: backup, a restore drill of the newest verified backup (after every backup, or at most
+every ``--drill-every-minutes`` once one has passed), local prune, offsite sync + remote prune
+(when S3 is configured), log rotation (when configured). Every step runs even if an earlier one
+failed; the run succeeds only if all steps do. A failed run, or a newest backup older than two
+intervals, is posted to the alert webhook when one is configured (see :mod:`astats_ops.alerts`).
+The status file (JSON, replaced atomically) records::
 
     {"version": 1, "pid": 7, "started_at": "...", "interval_minutes": 60,
      "state": "running" | "idle" | "stopped",
@@ -10,7 +13,11 @@ only if all steps do. The status file (JSON, replaced atomically) records::
      "last_result": "success" | "failure" | "aborted" | null,
      "last_success": "..." | null, "last_backup": "/backups/astats-...dump" | null,
      "last_error": "one line per failed step, joined by ' | '" | null,
-     "consecutive_failures": 0, "steps": {"backup": "ok", "offsite": "uploaded 1", ...}}
+     "consecutive_failures": 0, "steps": {"backup": "ok", "offsite": "uploaded 1", ...},
+     "last_drill": {"backup": "...", "ok": true, "finished": "...", "restore_seconds": 3.1,
+                    "summary": "drill ok ..., restore 3.1 s", "error": null, ...} | null,
+     "last_alert": {"at": "...", "problems": [...], "delivered": true, "attempts": 1,
+                    "error": null} | null}
 
 Times are ISO 8601 UTC. ``health`` passes when the last finished run succeeded within
 ``--max-age-minutes``, or, before any run has finished, while the loop started less than
@@ -27,17 +34,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from astats_ops.alerts import post_alert, webhook_url
 from astats_ops.backup import create_backup
 from astats_ops.catalog import scan
+from astats_ops.drill import DrillResult, run_drill
 from astats_ops.errors import OpsError
 from astats_ops.fsutil import atomic_write_text
 from astats_ops.logrotate import rotate_log
@@ -67,31 +77,49 @@ class Job:
     policy: Policy
     s3: S3Settings | None = None
     log: LogRotation | None = None
+    drill: bool = True
+    drill_every_minutes: float | None = None
+    drill_tablespace: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    steps: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    drill: DrillResult | None = None
 
 
 def isoformat(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def run_once(job: Job, env: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
-    """One run; returns per-step outcomes and the errors (empty when everything worked)."""
-    steps: dict[str, str] = {}
-    errors: list[str] = []
+def run_once(job: Job, *, drill: bool, env: Mapping[str, str] | None = None) -> RunOutcome:
+    """One run; ``drill`` says whether a drill is due. ``errors`` is empty when all worked."""
+    outcome = RunOutcome()
 
     def step(name: str, action: Callable[[], str]) -> None:
         try:
-            steps[name] = action()
+            outcome.steps[name] = action()
         except OpsError as exc:
-            steps[name] = "failed"
-            errors.append(f"{name}: {exc}")
+            outcome.steps[name] = "failed"
+            outcome.errors.append(f"{name}: {exc}")
 
     step("backup", lambda: str(create_backup(job.dest, env=env)))
+    if drill and outcome.steps["backup"] != "failed":
+        step("drill", lambda: _drill(job, outcome, env))
     step("prune", lambda: f"deleted {len(prune_local(job.dest, job.policy).deleted)}")
     if job.s3 is not None:
         step("offsite", lambda: _offsite(job))
     if job.log is not None:
         step("rotate-log", lambda: _rotate(job.log))
-    return steps, errors
+    return outcome
+
+
+def _drill(job: Job, outcome: RunOutcome, env: Mapping[str, str] | None) -> str:
+    outcome.drill = run_drill(job.dest, env=env, tablespace=job.drill_tablespace)
+    if not outcome.drill.ok:
+        raise OpsError(outcome.drill.error or "failed")
+    return outcome.drill.summary()
 
 
 def _offsite(job: Job) -> str:
@@ -134,6 +162,8 @@ class Scheduler:
             "last_error": None,
             "consecutive_failures": 0,
             "steps": {},
+            "last_drill": None,
+            "last_alert": None,
         }
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -174,12 +204,27 @@ class Scheduler:
             print(f"astats_ops schedule: stopped by {self.stop_signal}", file=sys.stderr)
             return 0
 
+    def _drill_due(self) -> bool:
+        last = self.status["last_drill"]
+        if not self.job.drill:
+            return False
+        if self.job.drill_every_minutes is None or last is None or not last["ok"]:
+            return True
+        age = datetime.now(UTC) - datetime.fromisoformat(last["finished"])
+        return age >= timedelta(minutes=self.job.drill_every_minutes)
+
     def _run_and_record(self) -> bool:
         self.status.update(state="running", last_attempt=isoformat(datetime.now(UTC)), steps={})
         self.write_status()
         self.in_run = True
-        steps, errors = run_once(self.job)
+        outcome = run_once(self.job, drill=self._drill_due())
         self.in_run = False
+        steps, errors = outcome.steps, outcome.errors
+        if outcome.drill is not None:
+            self.status["last_drill"] = {
+                **asdict(outcome.drill),
+                "summary": outcome.drill.summary(),
+            }
         finished = isoformat(datetime.now(UTC))
         self.status.update(state="idle", last_finished=finished, steps=steps)
         if errors:
@@ -199,7 +244,54 @@ class Scheduler:
             )
             print(f"astats_ops schedule: run ok: {json.dumps(steps)}", file=sys.stderr)
         self.write_status()
+        self._alert(errors)
         return not errors
+
+    def _alert(self, errors: list[str]) -> None:
+        problems = [*errors, *self._stale_backup()]
+        url = webhook_url(os.environ)
+        if not problems or url is None:
+            return
+        now = isoformat(datetime.now(UTC))
+        payload = {
+            "source": "astats_ops schedule",
+            "host": socket.gethostname(),
+            "database": os.environ.get("PGDATABASE"),
+            "at": now,
+            "problems": problems,
+            "last_success": self.status["last_success"],
+            "last_backup": self.status["last_backup"],
+            "last_drill": self.status["last_drill"],
+        }
+        delivery = post_alert(url, payload)
+        self.status["last_alert"] = {"at": now, "problems": problems, **asdict(delivery)}
+        if not delivery.delivered:
+            print(
+                f"astats_ops schedule: alert not delivered after {delivery.attempts} "
+                f"attempt(s): {delivery.error}",
+                file=sys.stderr,
+            )
+        self.write_status()
+
+    def _stale_backup(self) -> list[str]:
+        """A problem line when the newest backup is older than two intervals."""
+        try:
+            backups = scan(self.job.dest, check=False)
+        except OpsError as exc:
+            return [f"stale: {exc}"]
+        limit = timedelta(seconds=2 * self.interval)
+        if not backups:
+            started = datetime.fromisoformat(self.status["started_at"])
+            if datetime.now(UTC) - started > limit:
+                return [f"stale: no backup in {self.job.dest} after two intervals"]
+            return []
+        age = datetime.now(UTC) - backups[-1].created
+        if age <= limit:
+            return []
+        return [
+            f"stale: newest backup {backups[-1].name} is {_minutes(age)} old, older than two "
+            f"intervals ({_minutes(limit)})"
+        ]
 
 
 def check_health(
@@ -217,6 +309,9 @@ def check_health(
     try:
         if status.get("last_result") == "failure":
             return False, f"last run failed: {status.get('last_error')}"
+        drill = status.get("last_drill")
+        if drill and not drill["ok"]:
+            return False, f"last drill failed: {drill['error']}"
         if status.get("last_success"):
             age = now - datetime.fromisoformat(status["last_success"])
             if age <= limit:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.helpers import SEED_SQL
+from tests.ops.helpers import SEED_SQL, grant_createdb
 from tests.support.postgres import PostgresCluster, free_tcp_port, postgres_cluster, skip_or_fail
 
 
@@ -16,6 +16,7 @@ from tests.support.postgres import PostgresCluster, free_tcp_port, postgres_clus
 def pg() -> Iterator[PostgresCluster]:
     skip_or_fail()
     with postgres_cluster() as cluster:
+        grant_createdb(cluster)
         yield cluster
 
 

@@ -162,3 +162,13 @@ def make_backup_files(dest: Path, stamps: list[str], broken: set[str]) -> None:
         (dest / name).write_bytes(body)
         digest = "0" * 64 if stamp in broken else hashlib.sha256(body).hexdigest()
         (dest / f"{name}.sha256").write_text(f"{digest}  {name}\n")
+
+
+def grant_createdb(pg: PostgresCluster) -> None:
+    """The drill creates its scratch database as the backup role (a superuser in the
+    official image; here an ordinary role that may create databases)."""
+    pg.psql("ALTER ROLE astats CREATEDB", user="postgres", database="postgres")
+
+
+def databases(pg: PostgresCluster) -> set[str]:
+    return set(pg.psql("SELECT datname FROM pg_database", user="postgres").split())

@@ -30,7 +30,7 @@ def with_old_backup(pg: PostgresCluster, dest: Path) -> dict[str, tuple[int, str
     """Put an existing good backup in ``dest`` and return the folder's state."""
     create_backup(dest, env=pg.env(), now=datetime(2024, 1, 1, tzinfo=UTC))
     state = directory_state(dest)
-    assert len(state) == 2
+    assert len(state) == 3, state
     return state
 
 

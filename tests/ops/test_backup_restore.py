@@ -40,13 +40,18 @@ def take_backup(pg: PostgresCluster, dest: Path) -> Path:
     return path
 
 
+def backup_set(dump: Path) -> list[str]:
+    """The files one backup consists of: the archive, its checksum and its row counts."""
+    return sorted([dump.name, dump.name + ".sha256", dump.name + ".counts.json"])
+
+
 def test_backup_is_a_verified_archive_with_a_sha256sum_sidecar(
     seeded: PostgresCluster, dest: Path
 ) -> None:
     path = take_backup(seeded, dest)
 
     assert path.name.startswith("astats-") and path.name.endswith("Z.dump")
-    assert sorted(p.name for p in dest.iterdir()) == [path.name, path.name + ".sha256"]
+    assert sorted(p.name for p in dest.iterdir()) == backup_set(path)
     checked = subprocess.run(
         ["sha256sum", "-c", path.name + ".sha256"], cwd=dest, capture_output=True, text=True
     )
@@ -144,8 +149,8 @@ def test_list_shows_size_age_and_verification(seeded: PostgresCluster, dest: Pat
 
     assert text.returncode == 0
     lines = text.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "SIZE", "AGE", "VERIFICATION"]
-    assert lines[1].split()[0] == good.name and lines[1].split()[-1] == "ok"
+    assert lines[0].split() == ["NAME", "SIZE", "AGE", "VERIFICATION", "DRILL"]
+    assert lines[1].split()[0] == good.name and lines[1].split()[-2:] == ["ok", "-"]
     assert {row["name"]: row["verification"] for row in rows} == {
         good.name: "ok",
         bad.name: "checksum-mismatch",
@@ -198,9 +203,7 @@ def test_back_to_back_backups_get_distinct_names(seeded: PostgresCluster, dest: 
     first = take_backup(seeded, dest)
     second = take_backup(seeded, dest)
     assert first != second
-    assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [first.name, first.name + ".sha256", second.name, second.name + ".sha256"]
-    )
+    assert sorted(p.name for p in dest.iterdir()) == sorted(backup_set(first) + backup_set(second))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can write files for another owner")
@@ -214,7 +217,7 @@ def test_backups_written_by_root_belong_to_the_folders_owner(
 
     path = take_backup(seeded, dest)
 
-    for item in (path, path.with_name(path.name + ".sha256")):
+    for item in (path.with_name(name) for name in backup_set(path)):
         status = item.stat()
         assert (status.st_uid, status.st_gid) == (owner.pw_uid, owner.pw_gid), item
         assert status.st_mode & 0o777 == 0o600

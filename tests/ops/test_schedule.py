@@ -12,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import pytest
 
 from astats_ops.backup import create_backup
 from astats_ops.catalog import scan
-from astats_ops.schedule import check_health
+from astats_ops.drill import scratch_name
+from astats_ops.retention import Policy
+from astats_ops.schedule import Job, Scheduler, check_health
 from tests.ops.helpers import REPO_ROOT, directory_state, run_cli
 from tests.support.postgres import PostgresCluster
 
@@ -100,7 +103,9 @@ def test_one_run_backs_up_prunes_uploads_rotates_and_reports_healthy(
     assert remote == sorted(n for b in backups for n in (b.name, b.name + ".sha256"))
     assert (tmp_path / "LATEST_LOG.txt.1").read_text().count("request served") == 200
     assert log.read_text() == ""
-    assert set(state["steps"]) == {"backup", "prune", "offsite", "rotate-log"}
+    assert set(state["steps"]) == {"backup", "drill", "prune", "offsite", "rotate-log"}
+    assert state["last_drill"]["ok"] and state["last_drill"]["backup"] == backups[-1].name
+    assert state["steps"]["drill"].startswith("drill ok ")
 
     healthy = run_cli("health", "--status-file", status, "--max-age-minutes", "5", env=env)
     assert healthy.returncode == 0 and healthy.stdout.startswith("healthy"), healthy
@@ -169,7 +174,7 @@ def test_sigterm_during_a_backup_stops_cleanly_without_partial_files(
 ) -> None:
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for tool in ("pg_dump", "pg_restore"):
+    for tool in ("pg_dump", "pg_restore", "psql"):
         real = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
         wrapper = bindir / tool
         if tool == "pg_dump":
@@ -224,3 +229,51 @@ def test_sigterm_between_runs_exits_promptly(
     assert state["state"] == "stopped" and state["last_result"] == "success"
     assert len(scan(dest)) == 1
     assert os.path.exists(state["last_backup"])
+
+
+def test_a_failed_drill_fails_the_run_and_makes_the_schedule_unhealthy(
+    seeded: PostgresCluster, dest: Path, tmp_path: Path
+) -> None:
+    status = tmp_path / "status.json"
+    scratch = scratch_name(seeded.database)
+    seeded.psql(f'CREATE DATABASE "{scratch}"', database="postgres")
+    try:
+        result = run_cli(*schedule_args(dest, status, "--once"), env=seeded.env())
+    finally:
+        seeded.psql(f'DROP DATABASE "{scratch}"', database="postgres")
+
+    assert result.returncode == 1
+    state = json.loads(status.read_text())
+    assert state["steps"]["backup"] != "failed" and state["steps"]["drill"] == "failed"
+    assert not state["last_drill"]["ok"]
+    assert "not made by a drill" in state["last_drill"]["error"]
+    assert len(scan(dest)) == 1 and scan(dest)[0].verified
+    health = run_cli("health", "--status-file", status, "--max-age-minutes", "60", env={})
+    assert health.returncode == 1 and "drill" in health.stdout
+
+
+def test_health_stays_bad_while_the_last_drill_failed(tmp_path: Path) -> None:
+    status = tmp_path / "status.json"
+    now = datetime.now(UTC).isoformat()
+    drill = {"ok": False, "error": "row counts differ"}
+    write_status(status, last_result="success", last_success=now, last_drill=drill)
+    healthy, reason = check_health(status, 10)
+    assert not healthy and "last drill failed: row counts differ" in reason
+    write_status(status, last_result="success", last_success=now, last_drill={"ok": True})
+    assert check_health(status, 10)[0]
+
+
+def test_drills_are_throttled_by_drill_every_minutes_once_one_passed(
+    seeded: PostgresCluster, dest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in seeded.env(base={}).items():
+        monkeypatch.setenv(name, value)
+    scheduler = Scheduler(Job(dest, Policy(3), drill_every_minutes=60), tmp_path / "s.json", 60)
+    runs = []
+    for _ in range(2):
+        scheduler._run_and_record()
+        runs.append(dict(scheduler.status["steps"]))
+    assert "drill" in runs[0] and "drill" not in runs[1]
+    scheduler.status["last_drill"]["ok"] = False
+    scheduler._run_and_record()
+    assert "drill" in scheduler.status["steps"], "after a failed drill, every run drills"
