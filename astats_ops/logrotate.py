@@ -21,6 +21,7 @@ import gzip
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -108,23 +109,29 @@ def _shift_older(path: Path, keep: int) -> None:
         first.unlink()
 
 
-def _compress(source: Path, target: Path) -> None:
+@contextlib.contextmanager
+def _partial_for(target: Path) -> Iterator[Path]:
+    """A hidden path beside ``target`` to build it in; removed if the block fails."""
     partial = target.with_name(f".{target.name}.partial")
     try:
-        with source.open("rb") as raw, gzip.open(partial, "wb", compresslevel=6) as packed:
-            shutil.copyfileobj(raw, packed, CHUNK)
-        shutil.copystat(source, partial)
-        _copy_owner_and_mode(source, partial)
-        os.replace(partial, target)
+        yield partial
     except BaseException:
         with contextlib.suppress(OSError):
             partial.unlink()
         raise
 
 
+def _compress(source: Path, target: Path) -> None:
+    with _partial_for(target) as partial:
+        with source.open("rb") as raw, gzip.open(partial, "wb", compresslevel=6) as packed:
+            shutil.copyfileobj(raw, packed, CHUNK)
+        shutil.copystat(source, partial)
+        _copy_owner_and_mode(source, partial)
+        os.replace(partial, target)
+
+
 def _copy_truncate(path: Path, target: Path) -> tuple[int, float]:
-    partial = target.with_name(f".{target.name}.partial")
-    try:
+    with _partial_for(target) as partial:
         with path.open("r+b") as live, partial.open("wb") as copy:
             copied, last = _drain(live, copy, b"\n")
             copy.flush()
@@ -143,10 +150,6 @@ def _copy_truncate(path: Path, target: Path) -> tuple[int, float]:
             os.fsync(copy.fileno())
         _copy_owner_and_mode(path, partial)
         os.replace(partial, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise
     return copied, window
 
 
