@@ -157,13 +157,17 @@ class Project:
         self.run("stack", "rm", "--yes", "--force", self.stack, check=False)
 
 
+MAIN_OPS = ("create", "create-replacement", "update", "same", "read", "refresh")
+
+
 @dataclass(frozen=True)
 class Step:
-    """One resource step of an engine event log: its op, and the sequence numbers at which it
-    started and finished (None when the log has no such event)."""
+    """What the engine did to one resource in a run: every op it reported (a replacement is
+    `create-replacement`, `replace` and `delete-replaced`), and the sequence numbers at which
+    the op that brings the new resource up started and finished (None: never finished)."""
 
     urn: str
-    op: str
+    ops: frozenset[str]
     started: int
     finished: int | None
 
@@ -171,26 +175,49 @@ class Step:
     def name(self) -> str:
         return self.urn.rsplit("::", 1)[-1]
 
+    @property
+    def op(self) -> str:
+        """One word for the whole step: replace, create, update, delete or same."""
+        if "replace" in self.ops or "create-replacement" in self.ops:
+            return "replace"
+        for op in ("create", "update", "delete", "same"):
+            if op in self.ops:
+                return op
+        return min(self.ops)
+
 
 def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def steps(events: Sequence[Mapping[str, Any]]) -> dict[str, Step]:
-    """The last step of each resource, keyed by its logical name (names are unique here)."""
-    started: dict[str, tuple[str, int]] = {}
+    """Each provider resource's step, keyed by `type::name` and, where that name is unique
+    among them, by name."""
+    ops: dict[str, set[str]] = {}
+    started: dict[str, int] = {}
     finished: dict[str, int] = {}
     for event in events:
         sequence = int(event["sequence"])
         if "resourcePreEvent" in event:
             meta = event["resourcePreEvent"]["metadata"]
-            started[meta["urn"]] = (meta["op"], sequence)
+            if meta["type"].startswith(("astats:", "pulumi:")):
+                continue  # components and the stack: their names repeat the services'
+            ops.setdefault(meta["urn"], set()).add(meta["op"])
+            if meta["op"] in MAIN_OPS or meta["urn"] not in started:
+                started[meta["urn"]] = sequence
         elif "resOutputsEvent" in event:
-            finished[event["resOutputsEvent"]["metadata"]["urn"]] = sequence
+            meta = event["resOutputsEvent"]["metadata"]
+            if meta["op"] in MAIN_OPS:
+                finished[meta["urn"]] = sequence
     result: dict[str, Step] = {}
-    for urn, (op, sequence) in started.items():
-        step = Step(urn=urn, op=op, started=sequence, finished=finished.get(urn))
-        result[step.name] = step
+    names: dict[str, int] = {}
+    for urn in ops:
+        step = Step(urn, frozenset(ops[urn]), started[urn], finished.get(urn))
+        names[step.name] = names.get(step.name, 0) + 1
+        result[urn.rsplit("$", 1)[-1]] = step
+    for step in list(result.values()):
+        if names[step.name] == 1:
+            result[step.name] = step
     return result
 
 
