@@ -56,12 +56,9 @@ def create_backup(
     pg_restore = find_tool("pg_restore", env)
     psql = find_tool("psql", env)
     _check_destination(dest)
-    final = _free_name(dest, target.database, now)
-    partial = dest / f".{final.name}.partial"
-    created: list[Path] = []
+    final, partial = _claim_name(dest, target.database, now)
+    created: list[Path] = [partial]
     try:
-        _create_exclusive(partial, dest)
-        created.append(partial)
         dump = [pg_dump, "--format=custom", f"--compress={compression}"]
         digest, tables = _dump(dump, psql, partial, target, env, dest)
         listed = run_tool([pg_restore, "--list", str(partial)], env)
@@ -165,13 +162,21 @@ def _publish(path: Path, text: str, dest: Path, created: list[Path]) -> None:
     created[-1] = path
 
 
-def _free_name(dest: Path, database: str, now: datetime | None) -> Path:
-    """The final path for a backup taken now; names have one-second resolution, so a backup
-    started in the same second as the previous one waits for the next second."""
-    for _ in range(3):
+def _claim_name(dest: Path, database: str, now: datetime | None) -> tuple[Path, Path]:
+    """The final path for a backup taken now, and its ``.partial`` file, created: names have
+    one-second resolution, so a backup started in the same second as another (finished, or
+    still running in another process: the scheduler's first run beside a rollout's
+    pre-migration backup) waits for the next second."""
+    for _ in range(5):
         final = dest / backup_name(database, now or datetime.now(UTC))
-        if not any(p.exists() for p in (final, checksum_path(final), counts_path(final))):
-            return final
+        partial = dest / f".{final.name}.partial"
+        taken = any(p.exists() for p in (final, checksum_path(final), counts_path(final)))
+        if not taken:
+            try:
+                _create_exclusive(partial, dest)
+                return final, partial
+            except FileExistsError:
+                pass
         if now is not None:
             break
         time.sleep(1.0 - datetime.now(UTC).microsecond / 1e6)
@@ -190,6 +195,8 @@ def _create_exclusive(path: Path, dest: Path) -> None:
     the image's unprivileged user can still list, upload and restore what root wrote."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise
     except OSError as exc:
         raise OpsError(
             f"cannot write to backup directory {dest}: {exc.strerror}; check that it is "

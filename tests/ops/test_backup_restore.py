@@ -221,3 +221,28 @@ def test_backups_written_by_root_belong_to_the_folders_owner(
         status = item.stat()
         assert (status.st_uid, status.st_gid) == (owner.pw_uid, owner.pw_gid), item
         assert status.st_mode & 0o777 == 0o600
+
+
+def test_two_backups_started_in_the_same_second_get_distinct_names(
+    seeded: PostgresCluster, dest: Path
+) -> None:
+    """Found by the first real `pulumi up`: the scheduler's first run and the rollout's
+    pre-migration backup start together, and the later one failed on the other's partial file
+    ("File exists"), leaving the scheduler unhealthy."""
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "astats_ops", "backup", "--dest", str(dest)],
+            env=seeded.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [(process.wait(timeout=120), *process.communicate()) for process in started]
+    assert [code for code, _, _ in results] == [0, 0, 0], results
+    paths = {Path(out.strip()) for _, out, _ in results}
+    assert len(paths) == 3
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        name for path in paths for name in backup_set(path)
+    )
