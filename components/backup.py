@@ -20,6 +20,8 @@ BACKUPS_MOUNT = "/backups"
 LOGS_MOUNT = "/backend-logs"
 STATUS_FILE = f"{BACKUPS_MOUNT}/.astats-status.json"
 BACKUP_DOCKERFILE = "docker/backup/Dockerfile"
+# The variable astats_ops reads the webhook from (astats_ops/alerts.py).
+ALERT_WEBHOOK_ENV = "ASTATS_ALERT_WEBHOOK_URL"
 SCHEDULE_HEALTHCHECK = Healthcheck(interval_s=15, timeout_s=10, retries=3, start_period_s=10)
 
 
@@ -39,6 +41,10 @@ def schedule_command(settings: BackupSettings, log_file: str) -> list[str]:
         f"--rotate-max-bytes={settings.log_rotate_max_mb * 1024 * 1024}",
         f"--rotate-keep={settings.log_rotate_keep}",
     ]
+    if not settings.drills:
+        argv.append("--no-drill")
+    elif settings.drill_every_minutes is not None:
+        argv.append(f"--drill-every-minutes={settings.drill_every_minutes}")
     if settings.s3 is not None:
         s3 = settings.s3
         argv += [f"--s3-bucket={s3.bucket}", f"--s3-prefix={s3.prefix}", f"--s3-region={s3.region}"]
@@ -78,6 +84,7 @@ class Backups(pulumi.ComponentResource):
         db_password: pulumi.Output[str],
         s3_access_key_id: pulumi.Output[str] | None,
         s3_secret_access_key: pulumi.Output[str] | None,
+        alert_webhook_url: pulumi.Output[str] | None,
         backups_volume: pulumi.Input[str],
         data_network: pulumi.Input[str],
         egress_network: pulumi.Input[str],
@@ -105,8 +112,11 @@ class Backups(pulumi.ComponentResource):
             if s3_access_key_id is not None and s3_secret_access_key is not None:
                 secrets["AWS_ACCESS_KEY_ID"] = s3_access_key_id
                 secrets["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
+            if alert_webhook_url is not None:
+                secrets[ALERT_WEBHOOK_ENV] = alert_webhook_url
             networks = [Attachment(data_network)]
-            if settings.s3 is not None:
+            # The data network is internal: offsite copies and alerts leave through the edge.
+            if settings.s3 is not None or alert_webhook_url is not None:
                 networks.append(Attachment(egress_network))
             self.container = service_container(
                 "scheduler",

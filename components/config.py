@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import pulumi
 from pulumi.runtime import config as runtime_config
@@ -33,9 +34,11 @@ SECRET_KEYS: dict[str, str] = {
     "secretKey": "the backend's SECRET_KEY",
     "backupS3AccessKeyId": "the access key id for offsite backups",
     "backupS3SecretAccessKey": "the secret access key for offsite backups",
+    "backupAlertWebhookUrl": "the backup alert webhook, for a URL that carries a token",
 }
 REQUIRED_SECRETS = ("dbPassword", "secretKey")
 OFFSITE_SECRETS = ("backupS3AccessKeyId", "backupS3SecretAccessKey")
+ALERT_SECRET = "backupAlertWebhookUrl"
 
 MemoryMb = Annotated[int, Field(ge=32, le=262_144, description="Memory limit in MB.")]
 Cpus = Annotated[float, Field(gt=0, le=64, description="CPU limit in cores.")]
@@ -203,6 +206,32 @@ class S3Settings(Settings):
     endpoint_url: str | None = Field(None, description="For S3-compatible stores (MinIO, ...).")
 
 
+class AlertSettings(Settings):
+    webhook_url: str | None = Field(
+        None,
+        description=(
+            "Gets a JSON POST when a backup, drill or upload fails or backups are overdue; "
+            "a URL with a token goes in the secret astats:backupAlertWebhookUrl instead."
+        ),
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _plain_url(cls, url: str | None) -> str | None:
+        # The message never repeats the URL: a rejected one may carry a token.
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.username or parts.password or parts.query:
+            raise ValueError(
+                "carries credentials or a query; keep it out of plain config: "
+                f"pulumi config set --secret {NAMESPACE}:{ALERT_SECRET} (it prompts for it)"
+            )
+        return url
+
+
 class BackupSettings(Settings):
     enabled: bool = Field(True, description="Run the scheduled backup/maintenance container.")
     interval_minutes: int = Field(360, ge=5, le=10_080, description="Minutes between backups.")
@@ -217,6 +246,13 @@ class BackupSettings(Settings):
     )
     log_rotate_keep: int = Field(5, ge=1, le=100, description="Rotated backend logs kept.")
     s3: S3Settings | None = Field(None, description="Offsite copies; needs the S3 secrets.")
+    drills: bool = Field(
+        True, description="Restore the newest backup into a scratch database to prove it."
+    )
+    drill_every_minutes: int | None = Field(
+        None, ge=5, le=10_080, description="Drill at most this often (unset: after each backup)."
+    )
+    alerts: AlertSettings = AlertSettings()
 
 
 class StackSettings(Settings):
@@ -273,6 +309,7 @@ class StackSecrets(BaseModel):
     secret_key: pulumi.Output[str]
     s3_access_key_id: pulumi.Output[str] | None = None
     s3_secret_access_key: pulumi.Output[str] | None = None
+    alert_webhook_url: pulumi.Output[str] | None = None
 
 
 class StackConfig(BaseModel):
@@ -328,6 +365,14 @@ def _decode(value: str) -> Any:
     return value
 
 
+def _safe_to_echo(item: Any) -> bool:
+    """Whether an error may repeat the rejected value: a scalar of the wrong type or out of
+    range, never what a validator refused (an env map, a URL: they may carry a secret)."""
+    if item["type"] == "missing" or item["type"].startswith("value_error"):
+        return False
+    return isinstance(item.get("input"), int | float | bool | str)
+
+
 def _validation_problems(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors():
@@ -351,7 +396,7 @@ def _validation_problems(error: ValidationError) -> list[str]:
             fix = ""
         else:
             fix = _set_command(path)
-        shown = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
+        shown = f" (got {item.get('input')!r})" if _safe_to_echo(item) else ""
         line = f"{NAMESPACE}:{key}: {message}{shown}"
         problems.append(f"{line}; fix: {fix}" if fix else line)
     return problems
@@ -394,6 +439,14 @@ def _read_secrets(
             )
         else:
             found[key] = config.require_secret(key)
+    if ALERT_SECRET in keys:
+        if keys[ALERT_SECRET]:
+            found[ALERT_SECRET] = config.require_secret(ALERT_SECRET)
+        else:
+            problems.append(
+                f"{NAMESPACE}:{ALERT_SECRET}: stored in plain text in Pulumi.<stack>.yaml; "
+                f"re-set it encrypted: pulumi config set --secret {NAMESPACE}:{ALERT_SECRET}"
+            )
     return found, problems
 
 
@@ -453,6 +506,11 @@ def load_stack_config(project_dir: str) -> StackConfig:
     offsite = settings is not None and settings.backup.s3 is not None
     secrets, secret_problems = _read_secrets(config, keys, offsite)
     problems.extend(secret_problems)
+    if settings is not None and settings.backup.alerts.webhook_url and ALERT_SECRET in secrets:
+        problems.append(
+            f"{NAMESPACE}:backup.alerts.webhookUrl and {NAMESPACE}:{ALERT_SECRET} are both set; "
+            f"keep one: pulumi config rm --path '{NAMESPACE}:backup.alerts.webhookUrl'"
+        )
 
     if problems or settings is None:
         raise ConfigError(problems)
@@ -466,6 +524,12 @@ def load_stack_config(project_dir: str) -> StackConfig:
                 secret_key=secrets["secretKey"],
                 s3_access_key_id=secrets.get("backupS3AccessKeyId"),
                 s3_secret_access_key=secrets.get("backupS3SecretAccessKey"),
+                alert_webhook_url=secrets.get(ALERT_SECRET)
+                or (
+                    pulumi.Output.secret(settings.backup.alerts.webhook_url)
+                    if settings.backup.alerts.webhook_url
+                    else None
+                ),
             ),
         )
     except ValidationError as error:

@@ -63,6 +63,7 @@ class AstatsStack(pulumi.ComponentResource):
             db_password=secrets.db_password,
             s3_access_key_id=secrets.s3_access_key_id,
             s3_secret_access_key=secrets.s3_secret_access_key,
+            alert_webhook_url=secrets.alert_webhook_url,
             backups_volume=self.volumes.backups.name,
             data_network=self.networks.data.name,
             egress_network=self.networks.edge.name,

@@ -153,3 +153,11 @@ def test_websocket_path_may_not_hide_under_an_api_prefix() -> None:
 def test_healthcheck_budget() -> None:
     check = Healthcheck(interval_s=10, timeout_s=5, retries=3, start_period_s=20)
     assert check.budget_s == 20 + 3 * (10 + 5)
+
+
+def test_a_refused_value_that_may_be_a_secret_is_not_repeated() -> None:
+    settings = dev_config()
+    settings["backend"] = {**settings["backend"], "env": {"DB_PASSWORD": "Sentinel-hunter2"}}
+    message = failing(settings)
+    assert "astats:backend.env" in message
+    assert "Sentinel-hunter2" not in message

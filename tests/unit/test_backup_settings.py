@@ -1,0 +1,79 @@
+"""The scheduler's restore drills and failure alerts, as the program configures them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError
+from tests.pulumi_harness import DEV_SECRETS, Graph, dev_config, evaluate
+
+WEBHOOK_FILE = "/run/secrets/ASTATS_ALERT_WEBHOOK_URL"
+
+
+def scheduler(settings: dict[str, Any], secrets: dict[str, str] | None = None) -> Any:
+    graph: Graph = evaluate(settings, DEV_SECRETS | (secrets or {}))
+    return graph.containers()["backup"]
+
+
+def with_backup(**backup: Any) -> dict[str, Any]:
+    settings = dev_config()
+    settings["backup"] = {**settings["backup"], **backup}
+    return settings
+
+
+def test_drills_run_after_each_backup_unless_spaced_or_turned_off() -> None:
+    assert not any("drill" in a for a in scheduler(dev_config()).inputs["command"])
+    spaced = scheduler(with_backup(drillEveryMinutes=720)).inputs["command"]
+    assert "--drill-every-minutes=720" in spaced
+    assert "--no-drill" in scheduler(with_backup(drills=False)).inputs["command"]
+
+
+def test_a_plain_webhook_reaches_the_scheduler_as_a_secret_file_and_may_leave_the_host() -> None:
+    url = "https://alerts.example.org/hooks/astats"
+    container = scheduler(with_backup(alerts={"webhookUrl": url}))
+    upload = next(u for u in container.inputs["uploads"] if u["file"] == WEBHOOK_FILE)
+    assert upload["content"] == url
+    wire = next(u for u in container.wire["uploads"] if u["file"] == WEBHOOK_FILE)
+    assert "4dabf18193072939515e22adb298388d" in wire["content"], "the content is a secret"
+    assert not any(url in env for env in container.inputs.get("envs", []))
+    assert len(container.inputs["networksAdvanced"]) == 2, "data network plus the edge"
+
+
+def test_without_alerts_or_offsite_the_scheduler_stays_on_the_internal_network() -> None:
+    container = scheduler(dev_config())
+    assert not any(u["file"] == WEBHOOK_FILE for u in container.inputs["uploads"])
+    assert len(container.inputs["networksAdvanced"]) == 1
+
+
+def test_a_webhook_with_a_token_goes_in_the_secret() -> None:
+    token_url = "https://hooks.example.org/services/T000/B000?token=Sentinel-TOKEN-77"
+    with pytest.raises(ConfigError) as caught:
+        evaluate(with_backup(alerts={"webhookUrl": token_url}), DEV_SECRETS)
+    message = str(caught.value)
+    assert "astats:backup.alerts.webhookUrl" in message
+    assert "pulumi config set --secret astats:backupAlertWebhookUrl" in message
+    assert "Sentinel-TOKEN-77" not in message
+
+    container = scheduler(dev_config(), {"backupAlertWebhookUrl": token_url})
+    upload = next(u for u in container.inputs["uploads"] if u["file"] == WEBHOOK_FILE)
+    assert upload["content"] == token_url
+    everything_else = json.dumps([container.inputs.get("envs"), container.inputs["command"]])
+    assert "Sentinel-TOKEN-77" not in everything_else
+
+
+def test_the_webhook_secret_must_be_encrypted_and_not_doubled() -> None:
+    with pytest.raises(ConfigError, match="stored in plain text"):
+        evaluate(dev_config(), DEV_SECRETS, plaintext={"backupAlertWebhookUrl": "https://x.org/h"})
+    with pytest.raises(ConfigError, match="both set"):
+        evaluate(
+            with_backup(alerts={"webhookUrl": "https://a.example.org/h"}),
+            DEV_SECRETS | {"backupAlertWebhookUrl": "https://b.example.org/h?t=1"},
+        )
+
+
+def test_a_webhook_must_be_http() -> None:
+    with pytest.raises(ConfigError, match="http:// or https://"):
+        evaluate(with_backup(alerts={"webhookUrl": "ftp://x.example.org/h"}), DEV_SECRETS)
