@@ -20,6 +20,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Commands that act on one stack get it named, never through the selected stack.
+STACK_COMMANDS = frozenset({"up", "preview", "destroy", "config", "refresh"})
+STACK_SUBCOMMANDS = frozenset({("stack", "output"), ("stack", "export")})
+
+
 class PulumiError(AssertionError):
     """A pulumi command exited non-zero; the message carries its output."""
 
@@ -95,7 +100,9 @@ class Project:
         timeout: float = 1200,
         extra_env: Mapping[str, str] | None = None,
     ) -> Result:
-        argv = ["pulumi", *args, "--non-interactive", "--color", "never"]
+        scoped = args[0] in STACK_COMMANDS or tuple(args[:2]) in STACK_SUBCOMMANDS
+        argv = ["pulumi", *args, *(["--stack", self.stack] if scoped else [])]
+        argv += ["--non-interactive", "--color", "never"]
         env = self.env | dict(extra_env or {})
         completed = subprocess.run(
             argv,
