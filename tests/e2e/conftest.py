@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.e2e import preflight
-from tests.e2e.engine import Project, Step, read_events, steps
+from tests.e2e.engine import Project, Step, labelled, read_events, steps
 from tests.e2e.images import STAND_IN_FOR, StandIns, stand_in_dockerfile, stand_ins
 
 
@@ -35,15 +35,12 @@ def free_port() -> int:
 
 def remove_stack_leftovers(stack: str) -> None:
     """Whatever Docker still holds of `stack` (by label; retained volumes included)."""
-    label = f"label=astats.stack={stack}"
     for kind, listing in (
         ("container", ["ps", "-aq"]),
         ("volume", ["volume", "ls", "-q"]),
         ("network", ["network", "ls", "-q"]),
     ):
-        found = subprocess.run(
-            ["docker", *listing, "--filter", label], capture_output=True, text=True, check=False
-        ).stdout.split()
+        found = labelled(stack, listing)
         if found:
             force = ["-f"] if kind != "network" else []
             subprocess.run(["docker", kind, "rm", *force, *found], capture_output=True)

@@ -41,6 +41,17 @@ class Result:
         return self.stdout + self.stderr
 
 
+def labelled(stack: str, listing: Sequence[str] = ("ps", "-aq")) -> list[str]:
+    """Ids of what Docker holds of `stack`: `listing` is the docker command that lists them
+    quietly (containers by default; ("volume", "ls", "-q") for volumes, ...)."""
+    return subprocess.run(
+        ["docker", *listing, "--filter", f"label=astats.stack={stack}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
 def copy_tree(destination: Path) -> None:
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import Deployment
-from tests.e2e.engine import Step, read_events, steps, summary
+from tests.e2e.engine import Step, labelled, read_events, steps, summary
 from tests.e2e.traffic import CockpitClient, SteadyLoad, echo
 
 SERVICES = ("db", "backend", "frontend", "nginx", "backup")
@@ -25,12 +25,7 @@ SUMMARIES: list[dict[str, int]] = []
 
 
 def containers(stack: str) -> dict[str, dict[str, object]]:
-    ids = subprocess.run(
-        ["docker", "ps", "-q", "--filter", f"label=astats.stack={stack}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    ids = labelled(stack, ("ps", "-q"))
     inspected = json.loads(
         subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True).stdout or "[]"
     )
@@ -232,12 +227,7 @@ def test_a_missing_secret_fails_preview_naming_the_key_and_creates_nothing(
         up = nokey.up(check=False)
         assert up.returncode != 0
         assert [r["type"] for r in nokey.resources() if "docker" in r["type"]] == []
-        leftovers = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=astats.stack={other}"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        assert leftovers == []
+        assert labelled(other) == []
     finally:
         nokey.remove_stack()
 

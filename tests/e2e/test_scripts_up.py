@@ -20,7 +20,7 @@ import yaml
 
 from tests.docker.python_image import OFFICIAL_PYTHON
 from tests.e2e.conftest import remove_stack_leftovers
-from tests.e2e.engine import REPO, copy_tree
+from tests.e2e.engine import REPO, copy_tree, labelled
 from tests.e2e.images import OFFICIAL_NODE, StandIns
 from tests.e2e.traffic import echo
 
@@ -47,18 +47,23 @@ def official_names(images: StandIns, tmp_path: Path) -> Iterator[None]:
             subprocess.run(["docker", "rmi", "--no-prune", tag], capture_output=True)
 
 
+def run_script(project: Path, env: dict[str, str], script: str) -> None:
+    """`scripts/<script> dev`, as an operator runs it, without its prompt."""
+    done = subprocess.run(
+        [f"scripts/{script}", "dev", "--yes", "--skip-preview"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+
 def test_scripts_up_brings_the_dev_stack_up_and_scripts_down_takes_it_down(
     official_names: None,
 ) -> None:
-    existing = [
-        found
-        for listing in (["ps", "-aq"], ["volume", "ls", "-q"])
-        for found in subprocess.run(
-            ["docker", *listing, "--filter", "label=astats.stack=dev"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-    ]
+    existing = labelled("dev") + labelled("dev", ("volume", "ls", "-q"))
     assert existing == [], (
         "this host already has containers or volumes of a dev stack; the scripts/up check "
         "deploys and removes one, so run it where no dev stack lives"
@@ -72,36 +77,15 @@ def test_scripts_up_brings_the_dev_stack_up_and_scripts_down_takes_it_down(
     dev = yaml.safe_load((project / "Pulumi.dev.yaml").read_text())["config"]
     port = dev["astats:nginx"]["httpPort"]
     try:
-        up = subprocess.run(
-            ["scripts/up", "dev", "--yes", "--skip-preview"],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+        run_script(project, env, "up")
         assert (project / ".pulumi-state" / "passphrase-dev").stat().st_mode & 0o077 == 0
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             assert client.get("/health").json()["status"] == "ok"
             assert client.get("/").status_code == 200
         assert echo(f"ws://127.0.0.1:{port}/ws/dev-cockpit") == "ping"
 
-        down = subprocess.run(
-            ["scripts/down", "dev", "--yes", "--skip-preview"],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
-        running = subprocess.run(
-            ["docker", "ps", "-q", "--filter", "label=astats.stack=dev"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        assert running == []
+        run_script(project, env, "down")
+        assert labelled("dev") == []
     finally:
         remove_stack_leftovers("dev")
         shutil.rmtree(scratch, ignore_errors=True)
