@@ -1,0 +1,107 @@
+"""What ``astats watch`` reports, decided from engine events and periodic checks alone."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from astats_console.facts import BackupFacts, DiskFacts
+from astats_console.reasons import Thresholds, backup_problems, disk_reason, restart_loop
+
+# A die this soon after a kill request is the end of a stop, not a crash.
+STOP_GRACE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Report:
+    at: datetime
+    kind: str
+    """oom, exit, unhealthy, restart-loop, disk, backup"""
+    service: str
+    container: str
+    message: str
+
+    def line(self) -> str:
+        where = f"{self.service} ({self.container})" if self.container else self.service
+        return f"{self.at.isoformat(timespec='seconds')} {self.kind} {where}: {self.message}"
+
+    def payload(self, stack: str) -> dict[str, Any]:
+        return {
+            "stack": stack,
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "service": self.service,
+            "container": self.container,
+            "message": self.message,
+            "text": self.line(),
+        }
+
+
+def event_time(event: dict[str, Any]) -> datetime:
+    nanos = event.get("timeNano")
+    seconds = nanos / 1e9 if isinstance(nanos, int) else float(event.get("time") or 0)
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class Rules:
+    def __init__(self, thresholds: Thresholds) -> None:
+        self.thresholds = thresholds
+        self.deaths: dict[str, deque[datetime]] = defaultdict(deque)
+        self.loop_reported: dict[str, datetime] = {}
+        self.kill_requested: dict[str, datetime] = {}
+        self.open_problems: set[str] = set()
+
+    def on_event(self, event: dict[str, Any], health_output: str | None = None) -> list[Report]:
+        action = str(event.get("Action") or event.get("status") or "")
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        service = str(attributes.get("astats.service", "?"))
+        name = str(attributes.get("name", ""))
+        at = event_time(event)
+        cid = str((event.get("Actor") or {}).get("ID") or event.get("id") or "")
+
+        def report(kind: str, message: str) -> Report:
+            return Report(at, kind, service, name, message)
+
+        if action == "kill":
+            self.kill_requested[cid] = at
+            return []
+        if action == "oom":
+            return [report("oom", "killed for running out of memory (raise its memory limit?)")]
+        if action.startswith("health_status") and action.endswith("unhealthy"):
+            output = f": {health_output}" if health_output else ""
+            return [report("unhealthy", f"healthcheck failing{output}")]
+        if action != "die":
+            return []
+        reports = []
+        code = str(attributes.get("exitCode", "?"))
+        stopped = self.kill_requested.pop(cid, None)
+        if code != "0":
+            after = " after a stop request" if stopped and at - stopped < STOP_GRACE else ""
+            reports.append(report("exit", f"exited with code {code}{after}"))
+        deaths = self.deaths[service]
+        deaths.append(at)
+        while deaths and at - deaths[0] > self.thresholds.window:
+            deaths.popleft()
+        count = restart_loop(deaths, at, self.thresholds)
+        last = self.loop_reported.get(service)
+        if count is not None and (last is None or at - last > self.thresholds.window):
+            self.loop_reported[service] = at
+            minutes = self.thresholds.window.total_seconds() / 60
+            reports.append(report("restart-loop", f"{count} restarts in {minutes:g} minutes"))
+        return reports
+
+    def on_check(
+        self, disk: DiskFacts | None, backups: BackupFacts | None, now: datetime
+    ) -> list[Report]:
+        """Disk and backup problems, each reported when it starts (again after it cleared)."""
+        current = {}
+        disk_problem = disk_reason(disk, self.thresholds)
+        if disk_problem is not None:
+            current["disk"] = Report(now, "disk", "disk", "", disk_problem.removeprefix("disk: "))
+        for key, text in backup_problems(backups, now):
+            current[f"backup:{key}"] = Report(now, "backup", "backup", "", text)
+        reports = [found for key, found in current.items() if key not in self.open_problems]
+        self.open_problems = set(current)
+        return reports
