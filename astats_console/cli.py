@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
@@ -251,12 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--latest", action="store_true", help="the newest verified backup")
     rs.add_argument("--yes", action="store_true", help="do not ask (needed without a TTY)")
 
-    pq = add("psql", cmd_psql, "psql in the database container; no password on any command line")
-    pq.add_argument(
-        "psql_args",
-        nargs=argparse.REMAINDER,
-        metavar="ARGS",
-        help="passed to psql, e.g. -c 'select 1'",
+    add(
+        "psql",
+        cmd_psql,
+        "psql in the database container; no password on any command line. "
+        "Further arguments go to psql, e.g. astats psql -c 'select 1'",
     )
 
     sh = add("shell", cmd_shell, "a shell in a service's container, with its environment")
@@ -280,8 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    out = Console(soft_wrap=True, highlight=False)
+    parser = build_parser()
+    # Everything astats does not know goes to psql (its own options start with a dash too).
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "psql":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.psql_args = extra
+    # Piped output (cron, a monitoring system) gets whole table rows, not an 80-column squeeze.
+    out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 250)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     handler: Handler = args.handler
     prefix = f"astats {args.command}"

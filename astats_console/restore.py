@@ -108,7 +108,8 @@ class Steps:
 def ask_on_tty(entry: BackupEntry, stack: str, database: str) -> bool:
     if not sys.stdin.isatty():
         raise ConsoleError(
-            "refusing to restore without confirmation: stdin is not a TTY, pass --yes"
+            "refusing to restore without confirmation: stdin is not a TTY, pass --yes; "
+            "nothing was changed"
         )
     sys.stderr.write(
         f"Restore {entry.name} into stack {stack!r}? The database's current contents are "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from astats_console.durations import format_duration
 from astats_console.facts import BackupFacts, DiskFacts
 from astats_console.reasons import Thresholds, backup_problems, disk_reason, restart_loop
 
@@ -88,8 +89,8 @@ class Rules:
         last = self.loop_reported.get(service)
         if count is not None and (last is None or at - last > self.thresholds.window):
             self.loop_reported[service] = at
-            minutes = self.thresholds.window.total_seconds() / 60
-            reports.append(report("restart-loop", f"{count} restarts in {minutes:g} minutes"))
+            window = format_duration(self.thresholds.window)
+            reports.append(report("restart-loop", f"{count} restarts within {window}"))
         return reports
 
     def on_check(

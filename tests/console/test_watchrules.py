@@ -58,7 +58,7 @@ def test_a_restart_loop_is_reported_once_per_window() -> None:
     assert kinds == [["exit"], ["exit"], ["exit", "restart-loop"], ["exit"], ["exit"], ["exit"]]
     later = rules.on_event(event("die", T0 + 400, exitCode="1"))
     assert [r.kind for r in later] == ["exit", "restart-loop"]
-    assert later[1].message == "3 restarts in 5 minutes"
+    assert later[1].message == "3 restarts within 5m00s"
 
 
 def test_services_loop_separately() -> None:
