@@ -1,44 +1,34 @@
-"""A real Docker engine and a tiny local image (no registry here: built with `docker import`)."""
+"""A real Docker engine, a tiny local image (no registry here: built with `docker import`), the
+test images and one test's network, database and volumes."""
 
 from __future__ import annotations
 
+import os
 import shutil
-import subprocess
 import tarfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import in_ci
+from tests.docker import images, python_image
+from tests.support.ci import unavailable
+from tests.support.debian_images import image_exists
+from tests.support.docker import docker
+from tests.support.docker_env import BackendImages, Env, Images
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 APPLETS = ("sh", "cat", "echo", "env", "sleep", "ls", "test", "id")
 
 
-def _unavailable(message: str) -> None:
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def docker(
-    *args: str, check: bool = True, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], input=stdin, capture_output=True, text=True, check=check
-    )
-
-
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     if shutil.which("docker") is None:
-        _unavailable("docker CLI not installed (apt-get install -y docker.io)")
+        unavailable("docker CLI not installed (apt-get install -y docker.io)")
     info = docker("info", "--format", "{{.ServerVersion}}", check=False)
     if info.returncode != 0:
-        _unavailable(f"no Docker engine answers (start dockerd): {info.stderr.strip()}")
+        unavailable(f"no Docker engine answers (start dockerd): {info.stderr.strip()}")
 
 
 def _static_busybox() -> Path:
@@ -47,8 +37,7 @@ def _static_busybox() -> Path:
         # A dynamic busybox names its loader (PT_INTERP) near the start of the file.
         if path.is_file() and b"/ld-linux" not in path.read_bytes()[:16384]:
             return path
-    _unavailable("a static busybox is needed (apt-get install -y busybox-static)")
-    raise AssertionError  # unreachable
+    unavailable("a static busybox is needed (apt-get install -y busybox-static)")
 
 
 @pytest.fixture(scope="session")
@@ -84,12 +73,30 @@ def network(docker_engine: None) -> Iterator[str]:
         docker("network", "rm", name, check=False)
 
 
-def wait_for_log(container: str, text: str) -> None:
-    """Wait until `text` shows in the container's output (a readiness or progress line)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        logs = docker("logs", container)
-        if text in logs.stdout + logs.stderr:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared in the logs of {container}")
+@pytest.fixture(scope="session")
+def test_images(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Images:
+    if not image_exists(images.BASE_TAG):
+        if shutil.which("debootstrap") is None:
+            unavailable("debootstrap is needed for the base image (apt-get install -y debootstrap)")
+        if os.geteuid() != 0:
+            unavailable("debootstrap needs root to build the base image")
+    # A failure from here on (bootstrap, the stand-in, the repo's Dockerfile) fails every test.
+    base = images.bookworm_base(tmp_path_factory.mktemp("bookworm"))
+    postgres = images.postgres_standin(base)
+    return Images(postgres=postgres, backup=images.backup_image(postgres))
+
+
+@pytest.fixture
+def env(test_images: Images, network: str) -> Iterator[Env]:
+    environment = Env(test_images, network)
+    try:
+        yield environment
+    finally:
+        environment.close()
+
+
+@pytest.fixture(scope="session")
+def backend_images(test_images: Images) -> BackendImages:
+    # test_images has made (or found) the bookworm base; a failed build fails every test.
+    python = python_image.python_standin(images.BASE_TAG)
+    return BackendImages(python=python, backend=python_image.backend_image(python))

@@ -8,7 +8,8 @@
   binaries on PATH, scram-sha-256 for TCP, listening on all addresses);
 - the backup image, built from the repo's real ``docker/backup/Dockerfile`` on the stand-in.
 
-Docker's layer cache makes the two builds nearly free once they have run.
+Docker's layer cache makes the two builds nearly free once they have run; under pytest-xdist
+they run once per test run, not once per worker (``built_once_per_run``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from tests.support.debian_images import build_lock, debian_base, run_step
+from tests.support.debian_images import build_lock, built_once_per_run, debian_base, run_step
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKUP_DOCKERFILE = REPO_ROOT / "docker" / "backup" / "Dockerfile"
@@ -95,32 +96,33 @@ def bookworm_base(scratch: Path) -> str:
 
 def postgres_standin(base: str) -> str:
     """Build the stand-in for ``postgres:15-bookworm`` on ``base``; return its tag."""
-    with tempfile.TemporaryDirectory(prefix="astats-pg-image-") as context:
-        Path(context, "Dockerfile").write_text(POSTGRES_DOCKERFILE)
-        entrypoint = Path(context, "entrypoint.sh")
-        entrypoint.write_text(POSTGRES_ENTRYPOINT)
-        entrypoint.chmod(0o755)
-        run_step(
-            ["docker", "build", "--build-arg", f"BASE={base}", "--tag", POSTGRES_TAG, context],
-            "building the postgres stand-in",
-        )
-    return POSTGRES_TAG
+
+    def build() -> None:
+        with tempfile.TemporaryDirectory(prefix="astats-pg-image-") as context:
+            Path(context, "Dockerfile").write_text(POSTGRES_DOCKERFILE)
+            entrypoint = Path(context, "entrypoint.sh")
+            entrypoint.write_text(POSTGRES_ENTRYPOINT)
+            entrypoint.chmod(0o755)
+            run_step(
+                ["docker", "build", "--build-arg", f"BASE={base}", "--tag", POSTGRES_TAG, context],
+                "building the postgres stand-in",
+            )
+
+    return built_once_per_run("postgres-standin", POSTGRES_TAG, build)
 
 
 def backup_image(postgres_image: str) -> str:
     """Build the repo's backup Dockerfile, as the program does, on ``postgres_image``."""
-    run_step(
-        [
-            "docker",
-            "build",
-            "--file",
-            str(BACKUP_DOCKERFILE),
-            "--build-arg",
-            f"POSTGRES_IMAGE={postgres_image}",
-            "--tag",
-            BACKUP_TAG,
-            str(REPO_ROOT),
-        ],
-        f"building {BACKUP_DOCKERFILE.relative_to(REPO_ROOT)}",
-    )
-    return BACKUP_TAG
+    argv = [
+        "docker",
+        "build",
+        "--file",
+        str(BACKUP_DOCKERFILE),
+        "--build-arg",
+        f"POSTGRES_IMAGE={postgres_image}",
+        "--tag",
+        BACKUP_TAG,
+        str(REPO_ROOT),
+    ]
+    what = f"building {BACKUP_DOCKERFILE.relative_to(REPO_ROOT)}"
+    return built_once_per_run("backup-image", BACKUP_TAG, lambda: run_step(argv, what))

@@ -19,8 +19,9 @@ to everything else on the engine, and to parallel runs), and needs no BuildKit n
 which this engine's classic builder lacks. Only the ``FROM`` line may differ: `backend_dockerfile`
 refuses a Dockerfile that names its base anywhere else or has another stage.
 
-Both builds always run; Docker's layer cache makes them nearly free once they have run, and a
-changed Dockerfile or requirements.txt is never hidden behind a stale tag. The ``pip install``
+Both builds run once per test run (once in all, under pytest-xdist: ``built_once_per_run``);
+Docker's layer cache makes them nearly free once they have run, and a changed Dockerfile or
+requirements.txt is never hidden behind a stale tag. The ``pip install``
 in the backend's Dockerfile needs the package index, reached from the build container as from
 the host.
 """
@@ -33,7 +34,7 @@ import tempfile
 from pathlib import Path
 
 from tests.docker.images import REPO_ROOT
-from tests.support.debian_images import ImageError, build_lock, run_step
+from tests.support.debian_images import ImageError, built_once_per_run, run_step
 
 BACKEND_CONTEXT = REPO_ROOT / "examples" / "demo-app" / "backend"
 BACKEND_DOCKERFILE = BACKEND_CONTEXT / "Dockerfile"
@@ -70,27 +71,30 @@ _FROM_LINE = re.compile(rf"^FROM\s+{re.escape(OFFICIAL_PYTHON)}\s*$", re.MULTILI
 
 def python_standin(base: str) -> str:
     """Build the stand-in for ``python:3.11-slim`` on ``base``; return its tag."""
-    with build_lock("python-standin"), tempfile.TemporaryDirectory(prefix="astats-py-") as ctx:
-        Path(ctx, "Dockerfile").write_text(PYTHON_DOCKERFILE)
-        local_ca = Path(ctx, "local-ca")
-        local_ca.mkdir()
-        for cert in sorted(LOCAL_CA_DIR.glob("*.crt")):
-            shutil.copyfile(cert, local_ca / cert.name)
-        # --force-rm: a failed step leaves no container behind.
-        run_step(
-            [
-                "docker",
-                "build",
-                "--force-rm",
-                "--build-arg",
-                f"BASE={base}",
-                "--tag",
-                PYTHON_TAG,
-                ctx,
-            ],
-            "building the python:3.11-slim stand-in",
-        )
-    return PYTHON_TAG
+
+    def build() -> None:
+        with tempfile.TemporaryDirectory(prefix="astats-py-") as ctx:
+            Path(ctx, "Dockerfile").write_text(PYTHON_DOCKERFILE)
+            local_ca = Path(ctx, "local-ca")
+            local_ca.mkdir()
+            for cert in sorted(LOCAL_CA_DIR.glob("*.crt")):
+                shutil.copyfile(cert, local_ca / cert.name)
+            # --force-rm: a failed step leaves no container behind.
+            run_step(
+                [
+                    "docker",
+                    "build",
+                    "--force-rm",
+                    "--build-arg",
+                    f"BASE={base}",
+                    "--tag",
+                    PYTHON_TAG,
+                    ctx,
+                ],
+                "building the python:3.11-slim stand-in",
+            )
+
+    return built_once_per_run("python-standin", PYTHON_TAG, build)
 
 
 def backend_dockerfile(python_image: str) -> str:
@@ -109,22 +113,25 @@ def backend_dockerfile(python_image: str) -> str:
 def backend_image(python_image: str) -> str:
     """Build the demo backend's real Dockerfile and context on ``python_image``."""
     dockerfile = backend_dockerfile(python_image)
-    with build_lock("demo-backend"), tempfile.NamedTemporaryFile("w", suffix=".Dockerfile") as f:
-        f.write(dockerfile)
-        f.flush()
-        # A Dockerfile outside the context is sent along with it by the CLI; the context,
-        # and its .dockerignore, stay the real ones.
-        run_step(
-            [
-                "docker",
-                "build",
-                "--force-rm",
-                "--file",
-                f.name,
-                "--tag",
-                BACKEND_TAG,
-                str(BACKEND_CONTEXT),
-            ],
-            f"building {BACKEND_DOCKERFILE.relative_to(REPO_ROOT)}",
-        )
-    return BACKEND_TAG
+
+    def build() -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".Dockerfile") as f:
+            f.write(dockerfile)
+            f.flush()
+            # A Dockerfile outside the context is sent along with it by the CLI; the context,
+            # and its .dockerignore, stay the real ones.
+            run_step(
+                [
+                    "docker",
+                    "build",
+                    "--force-rm",
+                    "--file",
+                    f.name,
+                    "--tag",
+                    BACKEND_TAG,
+                    str(BACKEND_CONTEXT),
+                ],
+                f"building {BACKEND_DOCKERFILE.relative_to(REPO_ROOT)}",
+            )
+
+    return built_once_per_run("demo-backend", BACKEND_TAG, build)

@@ -49,18 +49,8 @@ from components.jobs import docker_run_argv
 from components.launcher import launcher_entrypoint, launcher_uploads
 from components.migration import migration_job
 from components.workers import uvicorn_workers
-from tests.docker import images, python_image
-from tests.docker.conftest import docker, wait_for_log
-from tests.docker.test_backup_image import (  # noqa: F401  (fixtures used by name)
-    DATABASE,
-    Env,
-    Images,
-    env,
-    sql,
-    start_database,
-    test_images,
-)
-from tests.docker.test_jobs_and_secrets_in_docker import upload
+from tests.support.docker import docker, upload, wait_for_log
+from tests.support.docker_env import DATABASE, BackendImages, Env, sql, start_database
 
 # As Pulumi.dev.yaml configures it, with a healthcheck quick enough for a test.
 BACKEND = BackendSettings(
@@ -73,19 +63,6 @@ REVISION = "0001_cockpit_notes"
 DRAIN_S = 3
 TIMEOUT_S = 120
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class BackendImages:
-    python: str
-    backend: str
-
-
-@pytest.fixture(scope="session")
-def backend_images(test_images: Images) -> BackendImages:  # noqa: F811
-    # test_images has made (or found) the bookworm base; a failed build fails every test.
-    python = python_image.python_standin(images.BASE_TAG)
-    return BackendImages(python=python, backend=python_image.backend_image(python))
 
 
 @dataclass
@@ -108,7 +85,7 @@ class Deployment:
 
 @pytest.fixture
 def deployment(
-    env: Env,  # noqa: F811
+    env: Env,
     backend_images: BackendImages,
     tmp_path: Path,
 ) -> Iterator[Deployment]:

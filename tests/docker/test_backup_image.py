@@ -13,19 +13,12 @@ Each test gets its own internal network, database and volumes, all removed after
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from components.backup import (
     BACKUPS_MOUNT,
@@ -34,9 +27,9 @@ from components.backup import (
     health_command,
     schedule_command,
 )
-from components.config import BackupSettings, DatabaseSettings
+from components.config import BackupSettings
 from components.container import contract_labels
-from components.database import DB_ALIAS, PASSWORD_FILE, PGDATA, pg_isready_test
+from components.database import DB_ALIAS
 from components.jobs import docker_run_argv
 from components.launcher import (
     LAUNCHER_PATH,
@@ -45,128 +38,14 @@ from components.launcher import (
     launcher_entrypoint,
 )
 from components.migration import pre_migration_backup_job
-from tests.docker import images
-from tests.docker.conftest import _unavailable, docker
-from tests.docker.test_jobs_and_secrets_in_docker import upload
-from tests.support.debian_images import image_exists
+from tests.support.docker import docker, upload
+from tests.support.docker_env import DATABASE, ROWS, Env, sql, start_database
 
-DATABASE = DatabaseSettings()
 BACKEND_LOG = "LATEST_LOG.txt"
 BACKEND_UID = 10001
-ROWS = 200
 LOG_LINE = "2024-05-01T12:00:00Z INFO request handled in 3 ms\n"
 BACKUP_NAME = re.compile(rf"^{BACKUPS_MOUNT}/{DATABASE.name}-\d{{8}}T\d{{6}}Z\.dump$")
 TIMEOUT_S = 120
-
-
-@dataclass(frozen=True)
-class Images:
-    postgres: str
-    backup: str
-
-
-@pytest.fixture(scope="session")
-def test_images(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Images:
-    if not image_exists(images.BASE_TAG):
-        if shutil.which("debootstrap") is None:
-            _unavailable(
-                "debootstrap is needed for the base image (apt-get install -y debootstrap)"
-            )
-        if os.geteuid() != 0:
-            _unavailable("debootstrap needs root to build the base image")
-    # A failure from here on (bootstrap, the stand-in, the repo's Dockerfile) fails every test.
-    base = images.bookworm_base(tmp_path_factory.mktemp("bookworm"))
-    postgres = images.postgres_standin(base)
-    return Images(postgres=postgres, backup=images.backup_image(postgres))
-
-
-@dataclass
-class Env:
-    """One test's network, database and volumes; `close` removes what it created."""
-
-    images: Images
-    network: str
-    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    password: str = field(default_factory=lambda: f"pw {uuid.uuid4().hex} with $HOME'\"")
-    containers: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-
-    @property
-    def stack(self) -> str:
-        return f"t{self.suffix}"
-
-    def volume(self, role: str) -> str:
-        name = f"astats-test-{role}-{self.suffix}"
-        docker("volume", "create", name)
-        self.volumes.append(name)
-        return name
-
-    def create(self, *args: str) -> str:
-        name = f"astats-test-{uuid.uuid4().hex[:8]}"
-        docker("create", f"--name={name}", *args)
-        self.containers.append(name)
-        return name
-
-    def close(self) -> None:
-        for container in reversed(self.containers):
-            docker("rm", "--force", "--volumes", container, check=False)
-        # The job containers run with --rm; one killed mid-run could still be going.
-        docker("rm", "--force", f"astats-{self.stack}-pre-migration-backup", check=False)
-        for volume in self.volumes:
-            docker("volume", "rm", "--force", volume, check=False)
-
-
-@pytest.fixture
-def env(test_images: Images, network: str) -> Iterator[Env]:
-    environment = Env(test_images, network)
-    try:
-        yield environment
-    finally:
-        environment.close()
-
-
-def start_database(env: Env, scratch: Path) -> str:
-    """The database as the program runs it: alias `db`, password uploaded as a file."""
-    name = env.create(
-        f"--network={env.network}",
-        f"--network-alias={DB_ALIAS}",
-        f"--shm-size={DATABASE.shm_size_mb}m",
-        f"--env=POSTGRES_DB={DATABASE.name}",
-        f"--env=POSTGRES_USER={DATABASE.user}",
-        f"--env=POSTGRES_PASSWORD_FILE={PASSWORD_FILE}",
-        f"--env=PGDATA={PGDATA}",
-        f"--volume={env.volume('pgdata')}:{PGDATA}",
-        env.images.postgres,
-    )
-    upload(name, {PASSWORD_FILE: (env.password, 0o444)}, scratch)
-    docker("start", name)
-    ready = pg_isready_test(DATABASE)[1:]
-    deadline = time.monotonic() + 60
-    while docker("exec", name, *ready, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            pytest.fail(f"database never became ready: {docker('logs', name).stderr[-2000:]}")
-        time.sleep(0.3)
-    sql(name, "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL)")
-    sql(name, f"INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, {ROWS}) AS i")
-    return name
-
-
-def sql(database: str, statement: str) -> str:
-    """Run SQL in the database container over its socket, as the server's own user."""
-    result = docker(
-        "exec",
-        "--user=postgres",
-        database,
-        "psql",
-        "-X",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-At",
-        f"--username={DATABASE.user}",
-        f"--dbname={DATABASE.name}",
-        f"--command={statement}",
-    )
-    return result.stdout.strip()
 
 
 def run_backup_job(env: Env, backups: str, password: str) -> subprocess.CompletedProcess[str]:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-import tarfile
 import threading
 import time
 from pathlib import Path
 
 from components.jobs import JobSpec, docker_run_argv
 from components.launcher import LAUNCHER_PATH, LAUNCHER_SOURCE
-from tests.docker.conftest import docker, wait_for_log
+from tests.support.docker import docker, upload, wait_for_log
 
 SECRET = "s3cr3t with spaces/$HOME'\""
 
@@ -71,19 +69,6 @@ def test_running_job_is_labelled_keeps_secret_out_of_its_config_and_cannot_run_t
     assert first["r"].returncode == 0
     # --rm: nothing is left behind once the job ends.
     assert docker("inspect", name, check=False).returncode != 0
-
-
-def upload(container: str, files: dict[str, tuple[str, int]], scratch: Path) -> None:
-    """Copy files in as the provider's `uploads` do: one tar of absolute paths unpacked at /."""
-    archive = scratch / "uploads.tar"
-    with tarfile.open(archive, "w") as tar:
-        for path, (content, mode) in files.items():
-            data = content.encode()
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
-    with archive.open("rb") as stream:
-        subprocess.run(["docker", "cp", "-", f"{container}:/"], stdin=stream, check=True)
 
 
 def test_launcher_exports_uploaded_secret_files_not_visible_to_inspect(

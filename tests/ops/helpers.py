@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import PostgresCluster, in_ci
+from tests.support.ci import in_ci
+from tests.support.postgres import PostgresCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,3 +173,18 @@ def grant_createdb(pg: PostgresCluster) -> None:
 
 def databases(pg: PostgresCluster) -> set[str]:
     return set(pg.psql("SELECT datname FROM pg_database", user="postgres").split())
+
+
+def schedule_args(dest: Path, status: Path, *extra: str | Path) -> list[str | Path]:
+    return [
+        "schedule",
+        "--dest",
+        dest,
+        "--interval-minutes",
+        "60",
+        "--status-file",
+        status,
+        "--keep-last",
+        "2",
+        *extra,
+    ]

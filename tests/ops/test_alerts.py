@@ -17,8 +17,7 @@ from astats_ops.alerts import ATTEMPTS, WEBHOOK_ENV, post_alert
 from astats_ops.catalog import scan
 from astats_ops.retention import Policy
 from astats_ops.schedule import Job, Scheduler
-from tests.ops.helpers import make_backup_files, run_cli
-from tests.ops.test_schedule import schedule_args
+from tests.ops.helpers import make_backup_files, run_cli, schedule_args
 from tests.support.postgres import PostgresCluster
 
 

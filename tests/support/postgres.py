@@ -43,10 +43,6 @@ class PostgresUnavailableError(RuntimeError):
     """A PostgreSQL binary or the ``postgres`` OS user is missing."""
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def find_binary(name: str, dirs: tuple[str, ...] = SERVER_BIN_DIRS + CLIENT_BIN_DIRS) -> str:
     """Absolute path of a PostgreSQL binary, looking in the usual places then on PATH."""
     for directory in dirs:
@@ -78,14 +74,12 @@ def check_available(extra_tools: tuple[str, ...] = ()) -> None:
 
 def skip_or_fail(extra_tools: tuple[str, ...] = ()) -> None:
     """In a pytest context: fail under CI, skip elsewhere, when PostgreSQL is unavailable."""
-    import pytest
+    from tests.support.ci import unavailable
 
     try:
         check_available(extra_tools)
     except PostgresUnavailableError as exc:
-        if in_ci():
-            pytest.fail(f"PostgreSQL unavailable under CI: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+        unavailable(f"PostgreSQL unavailable: {exc}")
 
 
 def free_tcp_port() -> int:
