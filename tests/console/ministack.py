@@ -171,6 +171,13 @@ class MiniStack:
             f"{container.name} never became {health_status}: {container.attrs['State']}"
         )
 
+    def wait_for_log(self, container: Container, text: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while text not in container.logs().decode(errors="replace"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared in the logs of {container.name}")
+            time.sleep(0.2)
+
     def close(self) -> None:
         for container in reversed(self.containers):
             with contextlib.suppress(NotFound):
