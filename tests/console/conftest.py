@@ -18,14 +18,8 @@ from docker.errors import DockerException
 
 from tests.console.ministack import MiniStack
 from tests.docker import images, python_image
-from tests.support.debian_images import build_lock, image_exists
-
-
-def _unavailable(message: str) -> None:
-    # Under CI a missing engine or image tool is a failure, never a quiet skip.
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.support.ci import unavailable
+from tests.support.debian_images import image_exists
 
 
 @dataclass(frozen=True)
@@ -41,8 +35,7 @@ def engine() -> DockerClient:
         client = from_env()
         client.ping()
     except DockerException as exc:
-        _unavailable(f"no Docker engine answers (start dockerd): {exc}")
-        raise
+        unavailable(f"no Docker engine answers (start dockerd): {exc}")
     return client
 
 
@@ -50,19 +43,17 @@ def engine() -> DockerClient:
 def console_images(engine: DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Images:
     if not image_exists(images.BASE_TAG):
         if shutil.which("debootstrap") is None:
-            _unavailable(
-                "debootstrap is needed for the base image (apt-get install -y debootstrap)"
-            )
+            unavailable("debootstrap is needed for the base image (apt-get install -y debootstrap)")
         if os.geteuid() != 0:
-            _unavailable("debootstrap needs root to build the base image")
+            unavailable("debootstrap needs root to build the base image")
+    # The builders take their own cross-process locks and build once per run.
     base = images.bookworm_base(tmp_path_factory.mktemp("bookworm"))
-    with build_lock("console-images"):
-        postgres = images.postgres_standin(base)
-        return Images(
-            postgres=postgres,
-            backup=images.backup_image(postgres),
-            python=python_image.python_standin(base),
-        )
+    postgres = images.postgres_standin(base)
+    return Images(
+        postgres=postgres,
+        backup=images.backup_image(postgres),
+        python=python_image.python_standin(base),
+    )
 
 
 @pytest.fixture
