@@ -13,7 +13,7 @@ import contextvars
 import hashlib
 import json
 import runpy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,5 +217,32 @@ def evaluate(
         finally:
             loop.close()
         return graph
+
+    return contextvars.Context().run(run)
+
+
+def register(make: Callable[[], object], *, stack: str) -> Graph:
+    """Run `make` (which builds the program's components) on mocks; return what it registered.
+
+    For tests that hand a real engine what one component of the program would register.
+    """
+
+    def run() -> Graph:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        monitor = RecordingMonitor(DockerMocks())
+        pulumi.runtime.set_mocks(
+            DockerMocks(), project="astats-infra", stack=stack, preview=False, monitor=monitor
+        )
+
+        @pulumi.runtime.test  # type: ignore[untyped-decorator]
+        def program() -> None:
+            make()
+
+        try:
+            program()
+        finally:
+            loop.close()
+        return Graph(monitor.registered)
 
     return contextvars.Context().run(run)

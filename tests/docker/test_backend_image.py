@@ -9,10 +9,9 @@ its password uploaded as a file.
 
 What the program would hand to Docker is taken from the program's own functions: the job's
 ``docker run`` argv (``migration_job`` + ``docker_run_argv``), the ``DATABASE_URL`` it sends on
-stdin (``database_url``, resolved outside any deployment), and the backend container's
-entrypoint, command, uploads, environment and healthcheck. The Docker CLI has one healthcheck
-form only, ``CMD-SHELL``: the program's ``CMD`` arguments are joined with ``shlex.join``, which
-the container's /bin/sh splits back into the same argv.
+stdin (``database_url``, resolved outside any deployment), and the backend container: the
+program's ``Backend`` registers it on Pulumi's mocks, and ``tests/support/docker.py`` turns the
+registered inputs into ``docker create`` flags (healthcheck included, as ``CMD-SHELL``).
 
 Each test gets its own internal networks, database and volumes, all removed afterwards.
 """
@@ -35,21 +34,26 @@ from typing import Any, TypeVar
 import pulumi
 import pytest
 
-from components.backend import BACKEND_ALIAS, database_url, http_health_test, uvicorn_command
-from components.config import BackendSettings, BuildSettings, Healthcheck
+from components.backend import BACKEND_ALIAS, Backend, database_url, uvicorn_command
+from components.config import BackendSettings, BuildSettings, Healthcheck, LoggingSettings
 from components.container import (
-    DRAIN_ENV,
-    RESTART_POLICY,
     STOP_GRACE_S,
-    contract_labels,
     wait_timeout_s,
 )
 from components.database import DB_ALIAS
 from components.jobs import docker_run_argv
-from components.launcher import launcher_entrypoint, launcher_uploads
 from components.migration import migration_job
 from components.workers import uvicorn_workers
-from tests.support.docker import docker, upload, wait_for_log
+from tests.pulumi_harness import register
+from tests.support.docker import (
+    connect_networks,
+    create_args,
+    create_flags,
+    docker,
+    registered_uploads,
+    upload,
+    wait_for_log,
+)
 from tests.support.docker_env import DATABASE, BackendImages, Env, sql, start_database
 
 # As Pulumi.dev.yaml configures it, with a healthcheck quick enough for a test.
@@ -131,21 +135,6 @@ def url_for(password: str) -> str:
     return in_fresh_loop(make)
 
 
-def backend_uploads(password: str, secret_key: str) -> dict[str, tuple[str, int]]:
-    """The launcher and secret files the provider writes into the backend before it starts."""
-
-    async def make() -> dict[str, tuple[str, int]]:
-        secrets = {
-            "DATABASE_URL": database_url(DATABASE, DB_ALIAS, pulumi.Output.secret(password)),
-            "SECRET_KEY": pulumi.Output.secret(secret_key),
-        }
-        return {
-            u.path: (await value_of(u.content), int(u.mode, 8)) for u in launcher_uploads(secrets)
-        }
-
-    return in_fresh_loop(make)
-
-
 def run_migration(deployed: Deployment, password: str) -> subprocess.CompletedProcess[str]:
     """The migration exactly as the program runs it: its argv, DATABASE_URL on stdin."""
     image, network = deployed.images.backend, deployed.env.network
@@ -201,43 +190,39 @@ def test_migration_with_a_wrong_password_fails_with_the_database_error(
 def start_backend(
     deployed: Deployment, scratch: Path, secret_key: str, settings: BackendSettings
 ) -> str:
-    """The backend container with the options `service_container` gives it, then started."""
-    check = settings.healthcheck
+    """The backend container as the program's `Backend` registers it, created and started."""
     logs = deployed.env.volume("backend-logs")
-    envs = {**settings.env, "LOG_DIR": settings.log_dir, DRAIN_ENV: str(DRAIN_S)}
-    labels = contract_labels(deployed.env.stack, "backend")
-    entrypoint = launcher_entrypoint()
+
+    def make() -> None:
+        Backend(
+            "backend",
+            stack=deployed.env.stack,
+            settings=settings,
+            database=DATABASE,
+            database_host=DB_ALIAS,
+            logging=LoggingSettings(),
+            image=deployed.images.backend,
+            db_password=pulumi.Output.secret(deployed.env.password),
+            secret_key=pulumi.Output.secret(secret_key),
+            logs_volume=logs,
+            drain_s=DRAIN_S,
+            edge_network=deployed.edge,
+            data_network=deployed.env.network,
+            after=[],
+        )
+
+    container = register(make, stack=deployed.env.stack).containers()["backend"].inputs
     name = f"astats-test-backend-{uuid.uuid4().hex[:8]}"
     docker(
         "create",
         f"--name={name}",
-        f"--network={deployed.edge}",
-        f"--network-alias={BACKEND_ALIAS}",
-        f"--memory={settings.memory_mb}m",
-        f"--memory-swap={settings.memory_mb}m",
-        f"--cpus={settings.cpus:g}",
-        f"--restart={RESTART_POLICY}",
-        "--security-opt=no-new-privileges:true",
-        "--log-driver=json-file",
-        *[f"--label={k}={v}" for k, v in sorted(labels.items())],
-        *[f"--env={k}={v}" for k, v in sorted(envs.items())],
-        f"--volume={logs}:{settings.log_dir}",
-        f"--health-cmd={shlex.join(http_health_test(settings.port, settings.health_path)[1:])}",
-        f"--health-interval={check.interval_s}s",
-        f"--health-timeout={check.timeout_s}s",
-        f"--health-retries={check.retries}",
-        f"--health-start-period={check.start_period_s}s",
-        # The provider's destroy_grace_seconds: how long a stop may take before SIGKILL.
-        f"--stop-timeout={STOP_GRACE_S + DRAIN_S}",
-        f"--entrypoint={entrypoint[0]}",
-        deployed.images.backend,
-        *entrypoint[1:],
-        *uvicorn_command(settings),
+        *create_flags(container),
+        container["image"],
+        *create_args(container),
     )
     deployed.containers.append(name)
-    docker("network", "connect", deployed.env.network, name)
-    files = backend_uploads(deployed.env.password, secret_key)
-    upload(name, files, scratch)
+    connect_networks(name, container)
+    upload(name, registered_uploads(container), scratch)
     docker("start", name)
     return name
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from components.jobs import JobSpec, docker_run_argv
@@ -15,10 +16,12 @@ from tests.support.docker import docker, upload, wait_for_log
 SECRET = "s3cr3t with spaces/$HOME'\""
 
 
-def job(command: list[str], name: str = "migration") -> JobSpec:
+def job(command: list[str]) -> JobSpec:
+    # The job's container name is fixed per spec; unique per test, so parallel workers never
+    # meet each other's job.
     return JobSpec(
         stack="test",
-        name=name,
+        name=f"migration-{uuid.uuid4().hex[:8]}",
         service="migration",
         image="unused",
         network="unused",
@@ -54,7 +57,7 @@ def test_running_job_is_labelled_keeps_secret_out_of_its_config_and_cannot_run_t
     first: dict[str, subprocess.CompletedProcess[str]] = {}
     runner = threading.Thread(target=lambda: first.update(r=run(spec, shell_image, network)))
     runner.start()
-    name = "astats-test-migration"
+    name = f"astats-test-{spec.name}"
     deadline = time.monotonic() + 20
     while docker("inspect", name, check=False).returncode != 0:
         assert time.monotonic() < deadline, "job container never appeared"
