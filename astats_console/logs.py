@@ -139,9 +139,6 @@ class Printer:
         text.append(line.text)
         self.console.print(text)
 
-    def note(self, message: str) -> None:
-        self.console.print(Text(message, style="dim italic"))
-
 
 def show_logs(stack: Stack, options: LogOptions, console: Console, err: Console) -> int:
     stack.check_services(options.services, extra=(LOGS_PSEUDO_SERVICE,))
