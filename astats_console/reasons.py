@@ -41,10 +41,18 @@ def service_reasons(
         reasons.append(f"{s.service}: unhealthy{output}")
     if s.oom_killed:
         reasons.append(f"{s.service}: OOM-killed since it started (memory limit too small?)")
+    window = format_duration(thresholds.window)
     loop = restart_loop(s.deaths, now, thresholds)
     if loop is not None:
-        window = format_duration(thresholds.window)
         reasons.append(f"{s.service}: restart loop, {loop} restarts in the last {window}")
+    elif s.restarts >= thresholds.restarts and (
+        s.state == "restarting" or (s.started is not None and now - s.started < thresholds.window)
+    ):
+        # The engine's event buffer is small (health checks fill it): the restart count and a
+        # recent start tell the same story without it.
+        reasons.append(
+            f"{s.service}: restart loop, {s.restarts} restarts, the last one within {window}"
+        )
     return reasons
 
 

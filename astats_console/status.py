@@ -82,9 +82,12 @@ def service_facts(
         exit_code: int | None = int(code_text) if str(code_text).isdigit() else None
         exit_at = datetime.fromtimestamp(last_death["timeNano"] / 1e9, UTC)
     else:
+        # The engine resets the exit code when it starts the container again: once running,
+        # only a die event (if still in the buffer) knows the last one.
         finished = parse_engine_time(state.get("FinishedAt"))
-        exit_code = int(state["ExitCode"]) if finished is not None else None
-        exit_at = finished
+        known = finished is not None and state.get("Status") != "running"
+        exit_code = int(state["ExitCode"]) if known else None
+        exit_at = finished if known else None
     labels = (attrs.get("Config") or {}).get("Labels") or {}
     return ServiceFacts(
         service=str(labels.get("astats.service", "?")),
@@ -143,20 +146,24 @@ def disk_facts(client: DockerClient, containers: list[Container]) -> DiskFacts |
 
 
 def volume_facts(client: DockerClient, stack: str) -> list[VolumeFacts]:
-    volumes = client.df().get("Volumes") or []
-    found = []
-    for volume in volumes:
-        labels = volume.get("Labels") or {}
-        if labels.get(STACK_LABEL) != stack:
-            continue
-        size = (volume.get("UsageData") or {}).get("Size")
-        found.append(
-            VolumeFacts(
-                name=str(volume["Name"]),
-                service=str(labels.get("astats.service", "?")),
-                size=int(size) if isinstance(size, int) and size >= 0 else None,
-            )
+    """The stack's volumes; sizes unknown when the engine is busy with another ``df``
+    (it runs one at a time and refuses the rest)."""
+    sizes: dict[str, int] = {}
+    try:
+        for volume in client.df().get("Volumes") or []:
+            size = (volume.get("UsageData") or {}).get("Size")
+            if isinstance(size, int) and size >= 0:
+                sizes[str(volume["Name"])] = size
+    except DockerException:
+        pass
+    found = [
+        VolumeFacts(
+            name=str(volume.name),
+            service=str((volume.attrs.get("Labels") or {}).get("astats.service", "?")),
+            size=sizes.get(str(volume.name)),
         )
+        for volume in client.volumes.list(filters={"label": f"{STACK_LABEL}={stack}"})
+    ]
     return sorted(found, key=lambda v: v.name)
 
 

@@ -65,6 +65,11 @@ def test_without_events_the_state_speaks() -> None:
     assert (facts.state, facts.exit_code, facts.oom_killed) == ("exited", 3, True)
     never = service_facts(inspect({}), [], None, "abc")
     assert (never.exit_code, never.exit_at, never.oom_killed) == (None, None, False)
+    # Started again, the engine has reset the code: unknown, not a misleading 0.
+    again = service_facts(
+        inspect({"FinishedAt": "2026-11-25T04:08:00Z"}, restarts=1), [], None, "a"
+    )
+    assert (again.exit_code, again.exit_at) == (None, None)
 
 
 def test_the_last_failing_check_output_is_kept() -> None:

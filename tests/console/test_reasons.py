@@ -74,6 +74,18 @@ def test_a_restart_loop_is_enough_deaths_inside_the_window() -> None:
     ]
 
 
+def test_a_restart_loop_shows_without_the_event_buffer() -> None:
+    # Health checks' exec events can push the deaths out of the engine's 256-event buffer.
+    looping = replace(HEALTHY, state="restarting", restarts=7, started=NOW - timedelta(hours=1))
+    assert attention_reasons(facts(looping), THRESHOLDS) == [
+        "backend: restart loop, 7 restarts, the last one within 10m00s"
+    ]
+    recent = replace(HEALTHY, restarts=3, started=NOW - timedelta(minutes=2))
+    assert len(attention_reasons(facts(recent), THRESHOLDS)) == 1
+    settled = replace(HEALTHY, restarts=3, started=NOW - timedelta(minutes=11))
+    assert attention_reasons(facts(settled), THRESHOLDS) == []
+
+
 def test_a_stopped_service_counts_unless_a_replacement_runs() -> None:
     stopped = replace(HEALTHY, state="exited", health="unhealthy", exit_code=1)
     assert attention_reasons(facts(stopped), THRESHOLDS) == [
