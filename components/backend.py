@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import quote
 
 import pulumi
 import pulumi_docker as docker
 
-from components.config import BackendSettings, DatabaseSettings, LoggingSettings
+from components.config import BackendSettings, LoggingSettings
 from components.container import Attachment, Mount, ServiceSpec, service_container
+from components.endpoint import DatabaseEndpoint
 from components.launcher import launcher_entrypoint, launcher_uploads
 from components.workers import uvicorn_workers
 
 BACKEND_ALIAS = "backend"
 LOG_FILE = "LATEST_LOG.txt"
-
-
-def database_url(
-    db: DatabaseSettings, host: str, password: pulumi.Output[str]
-) -> pulumi.Output[str]:
-    return pulumi.Output.secret(
-        password.apply(
-            lambda pw: f"postgresql://{db.user}:{quote(pw, safe='')}@{host}:5432/{db.name}"
-        )
-    )
 
 
 def uvicorn_command(settings: BackendSettings) -> list[str]:
@@ -65,11 +55,9 @@ class Backend(pulumi.ComponentResource):
         *,
         stack: str,
         settings: BackendSettings,
-        database: DatabaseSettings,
-        database_host: str,
+        database: DatabaseEndpoint,
         logging: LoggingSettings,
         image: pulumi.Input[str],
-        db_password: pulumi.Output[str],
         secret_key: pulumi.Output[str],
         logs_volume: pulumi.Input[str],
         drain_s: int,
@@ -94,7 +82,7 @@ class Backend(pulumi.ComponentResource):
                 envs={**settings.env, "LOG_DIR": settings.log_dir},
                 uploads=launcher_uploads(
                     {
-                        "DATABASE_URL": database_url(database, database_host, db_password),
+                        "DATABASE_URL": database.url(),
                         "SECRET_KEY": secret_key,
                     }
                 ),

@@ -13,6 +13,7 @@ from components.config import (
     LoggingSettings,
 )
 from components.container import Attachment, Mount, ServiceSpec, service_container
+from components.endpoint import DatabaseEndpoint
 from components.image import built_image
 from components.launcher import launcher_entrypoint, launcher_uploads
 
@@ -79,9 +80,8 @@ class Backups(pulumi.ComponentResource):
         stack: str,
         settings: BackupSettings,
         database: DatabaseSettings,
-        database_host: str,
+        endpoint: DatabaseEndpoint,
         logging: LoggingSettings,
-        db_password: pulumi.Output[str],
         s3_access_key_id: pulumi.Output[str] | None,
         s3_secret_access_key: pulumi.Output[str] | None,
         alert_webhook_url: pulumi.Output[str] | None,
@@ -108,7 +108,7 @@ class Backups(pulumi.ComponentResource):
         )
         self.container = None
         if settings.enabled:
-            secrets = {"PGPASSWORD": db_password}
+            secrets = {"PGPASSWORD": endpoint.password}
             if s3_access_key_id is not None and s3_secret_access_key is not None:
                 secrets["AWS_ACCESS_KEY_ID"] = s3_access_key_id
                 secrets["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
@@ -127,12 +127,7 @@ class Backups(pulumi.ComponentResource):
                     cpus=settings.cpus,
                     entrypoint=launcher_entrypoint(),
                     command=schedule_command(settings, backend_log_file),
-                    envs={
-                        "PGHOST": database_host,
-                        "PGPORT": "5432",
-                        "PGUSER": database.user,
-                        "PGDATABASE": database.name,
-                    },
+                    envs=endpoint.libpq_env(),
                     uploads=launcher_uploads(secrets),
                     mounts=[Mount(backups_volume, BACKUPS_MOUNT), Mount(backend_logs, LOGS_MOUNT)],
                     networks=networks,

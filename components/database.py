@@ -7,6 +7,7 @@ import pulumi_docker as docker
 
 from components.config import DatabaseSettings, LoggingSettings
 from components.container import Attachment, Mount, ServiceSpec, Upload, service_container
+from components.endpoint import DatabaseEndpoint
 from components.image import referenced_image
 
 DB_ALIAS = "db"
@@ -22,7 +23,7 @@ def pg_isready_test(settings: DatabaseSettings) -> list[str]:
 
 class Database(pulumi.ComponentResource):
     container: docker.Container
-    host: str = DB_ALIAS
+    endpoint: DatabaseEndpoint
 
     def __init__(
         self,
@@ -38,7 +39,10 @@ class Database(pulumi.ComponentResource):
     ):
         super().__init__("astats:database:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.settings = settings
+        # How every other service reaches this database.
+        self.endpoint = DatabaseEndpoint(
+            host=DB_ALIAS, name=settings.name, user=settings.user, password=password
+        )
         image = referenced_image("image", reference=settings.image, opts=child)
         self.container = service_container(
             "db",

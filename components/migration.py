@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
-from components.backend import database_url
 from components.backup import BACKUPS_MOUNT
 from components.config import BackendSettings, DatabaseSettings
+from components.endpoint import DatabaseEndpoint, libpq_env
 from components.jobs import JobSpec, docker_run_command
 
 
@@ -33,12 +33,7 @@ def pre_migration_backup_job(
         command=["python3", "-m", "astats_ops", "backup", "--dest", BACKUPS_MOUNT],
         memory_mb=512,
         secret_env="PGPASSWORD",
-        envs={
-            "PGHOST": database_host,
-            "PGPORT": "5432",
-            "PGUSER": database.user,
-            "PGDATABASE": database.name,
-        },
+        envs=libpq_env(host=database_host, name=database.name, user=database.user),
         volumes=[(backups_volume, BACKUPS_MOUNT)],
     )
 
@@ -74,12 +69,11 @@ class Migration(pulumi.ComponentResource):
         stack: str,
         backend: BackendSettings,
         database: DatabaseSettings,
-        database_host: str,
+        endpoint: DatabaseEndpoint,
         backend_image: pulumi.Input[str],
         backup_image: pulumi.Input[str],
         backups_volume: pulumi.Input[str],
         data_network: pulumi.Input[str],
-        db_password: pulumi.Output[str],
         after: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
@@ -90,9 +84,9 @@ class Migration(pulumi.ComponentResource):
         fingerprint: list[pulumi.Input[str]] = [
             backend_image,
             " ".join(backend.migration_command),
-            database.name,
-            database.user,
-            database_host,
+            endpoint.name,
+            endpoint.user,
+            endpoint.host,
         ]
         self.backup = command.local.Command(
             "pre-migration-backup",
@@ -100,13 +94,13 @@ class Migration(pulumi.ComponentResource):
                 pre_migration_backup_job(
                     stack=stack,
                     database=database,
-                    database_host=database_host,
+                    database_host=endpoint.host,
                     image=backup_image,
                     network=data_network,
                     backups_volume=backups_volume,
                 )
             ),
-            stdin=pulumi.Output.concat(db_password, "\n"),
+            stdin=pulumi.Output.concat(endpoint.password, "\n"),
             triggers=fingerprint,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
@@ -117,7 +111,7 @@ class Migration(pulumi.ComponentResource):
                     stack=stack, backend=backend, image=backend_image, network=data_network
                 )
             ),
-            stdin=pulumi.Output.concat(database_url(database, database_host, db_password), "\n"),
+            stdin=pulumi.Output.concat(endpoint.url(), "\n"),
             triggers=[self.backup.stdout],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.backup]),
         )

@@ -9,7 +9,7 @@ its password uploaded as a file.
 
 What the program would hand to Docker is taken from the program's own functions: the job's
 ``docker run`` argv (``migration_job`` + ``docker_run_argv``), the ``DATABASE_URL`` it sends on
-stdin (``database_url``, resolved outside any deployment), and the backend container: the
+stdin (``DatabaseEndpoint.url``, resolved outside any deployment), and the backend container: the
 program's ``Backend`` registers it on Pulumi's mocks, and ``tests/support/docker.py`` turns the
 registered inputs into ``docker create`` flags (healthcheck included, as ``CMD-SHELL``).
 
@@ -34,13 +34,14 @@ from typing import Any, TypeVar
 import pulumi
 import pytest
 
-from components.backend import BACKEND_ALIAS, Backend, database_url, uvicorn_command
+from components.backend import BACKEND_ALIAS, Backend, uvicorn_command
 from components.config import BackendSettings, BuildSettings, Healthcheck, LoggingSettings
 from components.container import (
     STOP_GRACE_S,
     wait_timeout_s,
 )
 from components.database import DB_ALIAS
+from components.endpoint import DatabaseEndpoint
 from components.jobs import docker_run_argv
 from components.migration import migration_job
 from components.workers import uvicorn_workers
@@ -126,11 +127,21 @@ async def value_of(output: pulumi.Input[str]) -> str:
     return value
 
 
+def endpoint(password: str) -> DatabaseEndpoint:
+    """The database as the program's `Database` exposes it to the backend and the jobs."""
+    return DatabaseEndpoint(
+        host=DB_ALIAS,
+        name=DATABASE.name,
+        user=DATABASE.user,
+        password=pulumi.Output.secret(password),
+    )
+
+
 def url_for(password: str) -> str:
     """The DATABASE_URL the program sends the migration and uploads for the backend."""
 
     async def make() -> str:
-        return await value_of(database_url(DATABASE, DB_ALIAS, pulumi.Output.secret(password)))
+        return await value_of(endpoint(password).url())
 
     return in_fresh_loop(make)
 
@@ -198,11 +209,9 @@ def start_backend(
             "backend",
             stack=deployed.env.stack,
             settings=settings,
-            database=DATABASE,
-            database_host=DB_ALIAS,
+            database=endpoint(deployed.env.password),
             logging=LoggingSettings(),
             image=deployed.images.backend,
-            db_password=pulumi.Output.secret(deployed.env.password),
             secret_key=pulumi.Output.secret(secret_key),
             logs_volume=logs,
             drain_s=DRAIN_S,
