@@ -145,7 +145,7 @@ def test_pre_migration_backup_job_writes_a_verified_dump(env: Env, tmp_path: Pat
     [row] = listed(env, backups)
     assert (row["path"], row["database"], row["verification"]) == (path, DATABASE.name, "ok")
     files = in_volume(env, backups, "ls", "-A").stdout.split()
-    assert sorted(files) == [name, f"{name}.sha256"]
+    assert sorted(files) == [name, f"{name}.counts.json", f"{name}.sha256"]
     checked = in_volume(env, backups, "sha256sum", "--check", f"{name}.sha256")
     assert checked.returncode == 0 and checked.stdout.strip() == f"{name}: OK", checked.stderr
     toc = in_volume(env, backups, "pg_restore", "--list", name)

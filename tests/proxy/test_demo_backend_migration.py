@@ -99,6 +99,7 @@ def test_downgrade_then_upgrade_round_trips(cluster: postgres.PostgresCluster) -
 def test_migration_config_works_from_any_directory(
     cluster: postgres.PostgresCluster, tmp_path: object
 ) -> None:
+    assert _alembic("upgrade", "head", env=_env(cluster)).returncode == 0
     ini = str(harness.BACKEND_DIR / "alembic.ini")
     result = _alembic("-c", ini, "current", env=_env(cluster), cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr

@@ -37,12 +37,13 @@ def checkout(tmp_path: Path) -> Path:
     (work / "scripts").mkdir(parents=True)
     for name in ("up", "bootstrap"):
         shutil.copy2(REPO / "scripts" / name, work / "scripts" / name)
-    for name in ("requirements.txt", "requirements-dev.txt"):
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
         shutil.copy2(REPO / name, work / name)
     (work / "venv" / "bin").mkdir(parents=True)
-    os.symlink(REPO / "venv" / "bin" / "python", work / "venv" / "bin" / "python")
+    for program in ("python", "astats"):
+        os.symlink(REPO / "venv" / "bin" / program, work / "venv" / "bin" / program)
     digest = subprocess.run(
-        "cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1",
+        "cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1",
         shell=True,
         cwd=work,
         capture_output=True,
