@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,10 +41,29 @@ REQUIRED_SECRETS = ("dbPassword", "secretKey")
 OFFSITE_SECRETS = ("backupS3AccessKeyId", "backupS3SecretAccessKey")
 ALERT_SECRET = "backupAlertWebhookUrl"
 
+# Locations nginx serves itself: an API prefix equal to one would be a duplicate location,
+# which nginx refuses.
+NGINX_HEALTH_PATH = "/healthz"
+NEXT_STATIC_PATH = "/_next/static/"
+NGINX_OWN_LOCATIONS = {
+    NGINX_HEALTH_PATH: "nginx's own health check",
+    NEXT_STATIC_PATH: "Next.js static assets",
+}
+
+UpstreamMode = Literal["resolve", "variable"]
+
+
+def _url_path(path: str) -> str:
+    # Paths are written into nginx.conf inside quotes: no quote, space or escape gets there.
+    if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*", path):
+        raise ValueError("is not a URL path (one starting with /, without spaces, quotes or %)")
+    return path
+
+
 MemoryMb = Annotated[int, Field(ge=32, le=262_144, description="Memory limit in MB.")]
 Cpus = Annotated[float, Field(gt=0, le=64, description="CPU limit in cores.")]
 Port = Annotated[int, Field(ge=1, le=65_535)]
-UrlPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$")]
+UrlPath = Annotated[str, AfterValidator(_url_path)]
 Size = Annotated[
     str, Field(pattern=r"^[0-9]+[kmgKMG]?$", description="nginx/docker size: 10m, 512k.")
 ]
@@ -117,7 +137,6 @@ class BackendSettings(AppImageSettings):
     worker_memory_mb: int = Field(256, ge=32, description="Memory budget of one worker.")
     api_prefixes: tuple[UrlPath, ...] = Field(
         ("/api/", "/docs", "/openapi.json", "/health"),
-        min_length=1,
         description="Paths nginx sends to the backend; everything else goes to the frontend.",
     )
     migration_command: tuple[str, ...] = Field(
@@ -127,6 +146,16 @@ class BackendSettings(AppImageSettings):
     )
     log_dir: str = Field("/app/logs", description="Where the backend writes LATEST_LOG.txt.")
     healthcheck: Healthcheck = Healthcheck(start_period_s=20)
+
+    @field_validator("api_prefixes")
+    @classmethod
+    def _routable(cls, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+        if not prefixes:
+            raise ValueError("at least one API prefix is needed")
+        for prefix in prefixes:
+            if prefix in NGINX_OWN_LOCATIONS:
+                raise ValueError(f"{prefix} collides with {NGINX_OWN_LOCATIONS[prefix]}")
+        return prefixes
 
 
 class FrontendSettings(AppImageSettings):
@@ -172,7 +201,7 @@ class NginxSettings(Settings):
     image: str = Field(
         "nginx:1.30", description="nginx image (needs curl; `resolve` mode needs >= 1.27.3)."
     )
-    upstream_mode: Literal["resolve", "variable"] = Field(
+    upstream_mode: UpstreamMode = Field(
         "resolve",
         description="`resolve`: upstream blocks that re-resolve and keep connections alive; "
         "`variable`: re-resolve per request without keepalive (any nginx version).",

@@ -41,12 +41,7 @@ class Nginx(pulumi.ComponentResource):
         super().__init__("astats:nginx:Nginx", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.config_text = render_nginx_conf(
-            settings,
-            api_prefixes,
-            upstreams,
-            listen_port=LISTEN_PORT,
-            resolver_valid_s=settings.resolver_valid_s,
-            upstream_mode=settings.upstream_mode,
+            settings, api_prefixes, upstreams, listen_port=LISTEN_PORT
         )
         image = referenced_image("image", reference=settings.image, opts=child)
         self.container = service_container(

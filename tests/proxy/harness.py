@@ -228,24 +228,22 @@ def run_nginx(
     upstreams: Upstreams,
     *,
     resolver: str | None = None,
-    resolver_valid_s: int = 10,
     variant: NginxVariant | None = None,
 ) -> Iterator[Nginx]:
-    """Render the config for a free loopback port and run nginx on it until the block ends;
-    without `variant`, the machine's own nginx in "variable" mode."""
+    """Render the config in the variant's upstream mode for a free loopback port and run
+    nginx on it until the block ends; without `variant`, the machine's own nginx in
+    "variable" mode."""
     variant = variant or local_variant()
     root = Path(tempfile.mkdtemp(prefix="astats-nginx-"))
     os.chmod(root, 0o755)  # workers run as nobody and write proxy temp files here
     port = free_port()
     config = render_nginx_conf(
-        settings,
+        settings.model_copy(update={"upstream_mode": variant.upstream_mode}),
         api_prefixes,
         upstreams,
         listen_port=port,
         resolver=resolver,
-        resolver_valid_s=resolver_valid_s,
         runtime=runtime_in(root),
-        upstream_mode=variant.upstream_mode,
     )
     (root / "nginx.conf").write_text(config)
     command = variant.runner.command(root, "-g", "daemon off;")

@@ -63,11 +63,10 @@ def test_nginx_starts_with_an_unresolvable_backend_name_and_picks_it_up_later(
     dns.set("frontend", ["127.0.0.1"])
     upstreams = Upstreams(f"backend:{backend_port}", f"frontend:{frontend_port}")
     with harness.run_nginx(
-        NginxSettings(),
+        NginxSettings(resolver_valid_s=RESOLVER_VALID_S),
         DEFAULT_PREFIXES,
         upstreams,
         resolver=dns.address,
-        resolver_valid_s=RESOLVER_VALID_S,
         variant=nginx,
     ) as proxy:
         assert httpx.get(proxy.url("/healthz")).status_code == 200
@@ -98,11 +97,10 @@ def test_replacing_the_backend_container_fails_no_request(
     stop = threading.Event()
 
     with harness.run_nginx(
-        NginxSettings(),
+        NginxSettings(resolver_valid_s=RESOLVER_VALID_S),
         DEFAULT_PREFIXES,
         upstreams,
         resolver=dns.address,
-        resolver_valid_s=RESOLVER_VALID_S,
         variant=nginx,
     ) as proxy:
 

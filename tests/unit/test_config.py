@@ -11,6 +11,7 @@ from components.config import (
     BackendSettings,
     ConfigError,
     Healthcheck,
+    NginxSettings,
     StackSettings,
 )
 from tests.pulumi_harness import DEV_SECRETS, dev_config, evaluate
@@ -148,6 +149,29 @@ def test_websocket_path_may_not_hide_under_an_api_prefix() -> None:
         StackSettings.model_validate(
             {"nginx": {"websocket": {"path": "/api/ws"}}, "backend": {"image": "a/b:1"}}
         )
+
+
+def test_unknown_upstream_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="upstream_mode"):
+        NginxSettings(upstream_mode="static")
+
+
+@pytest.mark.parametrize(
+    ("prefixes", "message"),
+    [
+        (("/healthz",), "nginx's own health check"),
+        (("/ws/dev-cockpit",), "WebSocket"),
+        (("/_next/static/",), "Next.js static"),
+        (("api/",), "not a URL path"),
+        (('/a" ; evil',), "not a URL path"),
+        ((), "at least one"),
+    ],
+)
+def test_prefixes_nginx_would_reject_are_refused_with_the_reason(
+    prefixes: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        StackSettings.model_validate({"backend": {"image": "a/b:1", "apiPrefixes": prefixes}})
 
 
 def test_healthcheck_budget() -> None:
