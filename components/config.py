@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 NAMESPACE = "astats"
 
@@ -49,6 +50,8 @@ NGINX_OWN_LOCATIONS = {
     NGINX_HEALTH_PATH: "nginx's own health check",
     NEXT_STATIC_PATH: "Next.js static assets",
 }
+# The error type of a rule over several settings (see `_conflict`).
+CONFLICT = "settings_conflict"
 
 UpstreamMode = Literal["resolve", "variable"]
 
@@ -69,11 +72,31 @@ Size = Annotated[
 ]
 
 
+def _conflict(template: str, keys: dict[str, str], **values: object) -> PydanticCustomError:
+    """A rule over several settings is broken.
+
+    `template` refers to each setting by a placeholder; `keys` maps the placeholder to the
+    setting's key below the model that checks the rule. The config loader spells each key out
+    in full (`astats:backend.hostPort`), so the operator sees the keys they set; pydantic's own
+    text keeps the short form. `values` fill the other placeholders: only what cannot be a
+    secret (ports, paths).
+    """
+    return PydanticCustomError(
+        CONFLICT, template, {**keys, **values, "keys": keys, "template": template}
+    )
+
+
 class Settings(BaseModel):
     """Base for every settings block: camelCase keys, unknown keys rejected, immutable."""
 
+    # hide_input_in_errors: a ValidationError's text would otherwise repeat the whole input,
+    # secret-looking env values included.
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        hide_input_in_errors=True,
     )
 
 
@@ -111,8 +134,19 @@ class AppImageSettings(Settings):
 
     @model_validator(mode="after")
     def _image_or_build(self) -> AppImageSettings:
-        if (self.image is None) == (self.build is None):
-            raise ValueError("set exactly one of `image` (a reference) or `build` (a context)")
+        keys = {"image": "image", "build": "build"}
+        if self.image is not None and self.build is not None:
+            raise _conflict(
+                "{image} (a reference) and {build} (a context) are both set, but exactly one "
+                "of `image` or `build` is wanted; fix: pulumi config rm --path '{build}'",
+                keys,
+            )
+        if self.image is None and self.build is None:
+            raise _conflict(
+                "neither {image} (a reference) nor {build} (a context) is set, but exactly one "
+                "of `image` or `build` is wanted; fix: pulumi config set --path '{image}' <image>",
+                keys,
+            )
         return self
 
     @field_validator("env")
@@ -310,9 +344,11 @@ class StackSettings(Settings):
             if port is None:
                 continue
             if port in published:
-                raise ValueError(
-                    f"{published[port]} and {key} both publish host port {port}; "
-                    f"change one, e.g. pulumi config set --path '{NAMESPACE}:{key}' {port + 1}"
+                raise _conflict(
+                    "{first} and {second} are both {port}: give them different ports; "
+                    "fix: pulumi config set --path '{second}' <port>",
+                    {"first": published[port], "second": key},
+                    port=port,
                 )
             published[port] = key
         return self
@@ -322,9 +358,13 @@ class StackSettings(Settings):
         ws = self.nginx.websocket.path
         for prefix in self.backend.api_prefixes:
             if ws.startswith(prefix) and prefix != "/":
-                raise ValueError(
-                    f"nginx.websocket.path {ws} lies under backend.apiPrefixes entry {prefix}; "
-                    "the WebSocket location needs its own prefix"
+                raise _conflict(
+                    "{websocket} {path} lies under {prefix} entry {entry}: "
+                    "the WebSocket location needs its own prefix; "
+                    "fix: pulumi config set --path '{websocket}' /ws/<name>",
+                    {"websocket": "nginx.websocket.path", "prefix": "backend.apiPrefixes"},
+                    path=ws,
+                    entry=prefix,
                 )
         return self
 
@@ -377,8 +417,13 @@ def _configured_keys() -> dict[str, bool]:
     return {k[len(prefix) :]: k in secret for k in raw if k.startswith(prefix)}
 
 
+def _key(path: tuple[str | int, ...]) -> str:
+    """A setting's key as `pulumi config set --path` spells it: backend.apiPrefixes[0]."""
+    return ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+
+
 def _set_command(path: tuple[str | int, ...], example: object = "<value>") -> str:
-    key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+    key = _key(path)
     if len(path) == 1:
         return f"pulumi config set {NAMESPACE}:{key} {example}"
     return f"pulumi config set --path '{NAMESPACE}:{key}' {example}"
@@ -402,13 +447,26 @@ def _safe_to_echo(item: Any) -> bool:
     return isinstance(item.get("input"), int | float | bool | str)
 
 
+def _conflict_problem(path: tuple[str | int, ...], context: dict[str, Any]) -> str:
+    """A `_conflict` error's text with each setting named by its full key."""
+    keys = {
+        placeholder: f"{NAMESPACE}:{_key((*path, *key.split('.')))}"
+        for placeholder, key in context["keys"].items()
+    }
+    text: str = context["template"].format(**{**context, **keys})
+    return text
+
+
 def _validation_problems(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors():
         path = tuple(
             p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-"))
         )
-        key = ".".join(str(p) for p in path) if path else "(stack)"
+        if item["type"] == CONFLICT:
+            problems.append(_conflict_problem(path, item["ctx"]))
+            continue
+        key = _key(path) if path else "(stack)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             parent, name = path[:-1], str(path[-1])

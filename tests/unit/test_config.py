@@ -103,7 +103,7 @@ def test_two_services_on_one_host_port_are_refused() -> None:
     config = dev_config()
     config["backend"] = {**config["backend"], "hostPort": config["nginx"]["httpPort"]}
     message = failing(config)
-    assert "nginx.httpPort and backend.hostPort both publish host port 8080" in message
+    assert "astats:nginx.httpPort and astats:backend.hostPort are both 8080" in message
     assert "pulumi config set --path" in message
 
 
@@ -185,3 +185,76 @@ def test_a_refused_value_that_may_be_a_secret_is_not_repeated() -> None:
     message = failing(settings)
     assert "astats:backend.env" in message
     assert "Sentinel-hunter2" not in message
+
+
+def changed(**blocks: dict[str, Any]) -> dict[str, Any]:
+    """The dev config with these keys set inside the named blocks."""
+    config = dev_config()
+    for block, values in blocks.items():
+        config[block] = {**config.get(block, {}), **values}
+    return config
+
+
+BUILD = {"context": "examples/demo-app/backend"}
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        pytest.param(
+            changed(backend={"hostPort": 8080}),
+            "astats:nginx.httpPort and astats:backend.hostPort are both 8080: "
+            "give them different ports; fix: pulumi config set --path 'astats:backend.hostPort'",
+            id="nginx-backend-port",
+        ),
+        pytest.param(
+            changed(nginx={"httpPort": 9000}, frontend={"hostPort": 9000}),
+            "astats:nginx.httpPort and astats:frontend.hostPort are both 9000: "
+            "give them different ports; fix: pulumi config set --path 'astats:frontend.hostPort'",
+            id="nginx-frontend-port",
+        ),
+        pytest.param(
+            changed(backend={"hostPort": 9001}, frontend={"hostPort": 9001}),
+            "astats:backend.hostPort and astats:frontend.hostPort are both 9001: "
+            "give them different ports; fix: pulumi config set --path 'astats:frontend.hostPort'",
+            id="backend-frontend-port",
+        ),
+        pytest.param(
+            changed(nginx={"websocket": {"path": "/api/ws"}}),
+            "astats:nginx.websocket.path /api/ws lies under astats:backend.apiPrefixes entry "
+            "/api/: the WebSocket location needs its own prefix; "
+            "fix: pulumi config set --path 'astats:nginx.websocket.path' /ws/<name>",
+            id="websocket-under-api-prefix",
+        ),
+        pytest.param(
+            changed(backend={"image": "astats/backend:1", "build": BUILD}),
+            "astats:backend.image (a reference) and astats:backend.build (a context) are both "
+            "set, but exactly one of `image` or `build` is wanted; "
+            "fix: pulumi config rm --path 'astats:backend.build'",
+            id="image-and-build",
+        ),
+        pytest.param(
+            {**dev_config(), "frontend": {"memoryMb": 512}},
+            "neither astats:frontend.image (a reference) nor astats:frontend.build (a context) "
+            "is set, but exactly one of `image` or `build` is wanted; "
+            "fix: pulumi config set --path 'astats:frontend.image' <image>",
+            id="neither-image-nor-build",
+        ),
+    ],
+)
+def test_a_rule_over_several_settings_names_each_key(config: dict[str, Any], problem: str) -> None:
+    message = failing(config)
+    assert f"\n  - {problem}" in message
+    assert "(stack)" not in message
+
+
+def test_a_rule_over_several_settings_repeats_no_other_setting() -> None:
+    sentinel = "Sentinel-token-4f1c"
+    config = changed(backend={"hostPort": 8080, "env": {"GREETING": sentinel}})
+    message = failing(config)
+    assert "are both 8080" in message
+    assert sentinel not in message
+    assert "examples/demo-app" not in message and "memoryMb" not in message
+    with pytest.raises(ValidationError) as caught:
+        StackSettings.model_validate(config)
+    assert "input_value" not in str(caught.value), "pydantic's own text dumps the settings"
