@@ -21,7 +21,7 @@ from astats_ops.catalog import BackupFile, scan
 from astats_ops.drill import DrillResult, read_drills, run_drill
 from astats_ops.errors import OpsError, one_line
 from astats_ops.logrotate import rotate_log
-from astats_ops.offsite import S3Settings, make_client, prune_remote, sync
+from astats_ops.offsite import OffsiteTarget, make_client, prune_remote, sync
 from astats_ops.prune import prune_local
 from astats_ops.restore import restore_backup
 from astats_ops.retention import Policy
@@ -86,17 +86,17 @@ def _add_s3(parser: argparse.ArgumentParser, required: bool = False) -> None:
     group.add_argument("--s3-endpoint-url")
 
 
-def _s3_settings(args: argparse.Namespace) -> S3Settings | None:
+def _s3_settings(args: argparse.Namespace) -> OffsiteTarget | None:
     if not args.s3_bucket:
         return None
-    return S3Settings(args.s3_bucket, args.s3_prefix, args.s3_region, args.s3_endpoint_url)
+    return OffsiteTarget(args.s3_bucket, args.s3_prefix, args.s3_region, args.s3_endpoint_url)
 
 
 def _policy(args: argparse.Namespace) -> Policy:
     return Policy(args.keep_last, args.keep_daily, args.keep_weekly)
 
 
-def _upload_pending(dest: Path, settings: S3Settings, policy: Policy | None) -> int:
+def _upload_pending(dest: Path, settings: OffsiteTarget, policy: Policy | None) -> int:
     client = make_client(settings)
     result = sync(client, settings, scan(dest))
     for name in result.uploaded:

@@ -24,7 +24,7 @@ SINGLE_PUT_LIMIT = 5 * 1024**3
 
 
 @dataclass(frozen=True)
-class S3Settings:
+class OffsiteTarget:
     bucket: str
     prefix: str = ""
     region: str | None = None
@@ -50,7 +50,7 @@ class SyncResult:
         return not self.failed
 
 
-def make_client(settings: S3Settings) -> S3Client:
+def make_client(settings: OffsiteTarget) -> S3Client:
     import boto3
     from botocore.config import Config
 
@@ -90,7 +90,7 @@ def _storage_errors() -> tuple[type[Exception], ...]:
     return (BotoCoreError, ClientError, OSError)
 
 
-def remote_names(client: S3Client, settings: S3Settings) -> set[str]:
+def remote_names(client: S3Client, settings: OffsiteTarget) -> set[str]:
     """Object names (without the prefix) stored under the prefix."""
     prefix = settings.key("")
     names: set[str] = set()
@@ -105,7 +105,7 @@ def remote_names(client: S3Client, settings: S3Settings) -> set[str]:
     return names
 
 
-def sync(client: S3Client, settings: S3Settings, backups: Iterable[BackupFile]) -> SyncResult:
+def sync(client: S3Client, settings: OffsiteTarget, backups: Iterable[BackupFile]) -> SyncResult:
     """Upload every verified local backup that has no complete remote copy yet."""
     present = remote_names(client, settings)
     result = SyncResult()
@@ -124,7 +124,7 @@ def sync(client: S3Client, settings: S3Settings, backups: Iterable[BackupFile]) 
     return result
 
 
-def upload(client: S3Client, settings: S3Settings, backup: BackupFile) -> None:
+def upload(client: S3Client, settings: OffsiteTarget, backup: BackupFile) -> None:
     digest = read_checksum(backup.path)
     if digest is None:
         raise OpsError(f"{backup.name} has no checksum; not uploading an unverified backup")
@@ -164,7 +164,9 @@ def upload(client: S3Client, settings: S3Settings, backup: BackupFile) -> None:
         ) from exc
 
 
-def _check_remote(client: S3Client, settings: S3Settings, backup: BackupFile, digest: str) -> None:
+def _check_remote(
+    client: S3Client, settings: OffsiteTarget, backup: BackupFile, digest: str
+) -> None:
     head = client.head_object(
         Bucket=settings.bucket, Key=settings.key(backup.name), ChecksumMode="ENABLED"
     )
@@ -184,7 +186,7 @@ def _check_remote(client: S3Client, settings: S3Settings, backup: BackupFile, di
         )
 
 
-def remote_plan(client: S3Client, settings: S3Settings, policy: Policy) -> Plan:
+def remote_plan(client: S3Client, settings: OffsiteTarget, policy: Policy) -> Plan:
     names = remote_names(client, settings)
     snapshots = []
     for name in names:
@@ -195,7 +197,7 @@ def remote_plan(client: S3Client, settings: S3Settings, policy: Policy) -> Plan:
 
 
 def prune_remote(
-    client: S3Client, settings: S3Settings, policy: Policy, *, dry_run: bool = False
+    client: S3Client, settings: OffsiteTarget, policy: Policy, *, dry_run: bool = False
 ) -> list[str]:
     """Apply ``policy`` to the remote copies; return the names deleted (or to delete)."""
     doomed = [snapshot.key for snapshot in remote_plan(client, settings, policy).delete]

@@ -51,7 +51,7 @@ from astats_ops.drill import DrillResult, run_drill
 from astats_ops.errors import OpsError
 from astats_ops.fsutil import atomic_write_text
 from astats_ops.logrotate import rotate_log
-from astats_ops.offsite import S3Settings, make_client, prune_remote, sync
+from astats_ops.offsite import OffsiteTarget, make_client, prune_remote, sync
 from astats_ops.proc import Cancelled, request_cancel
 from astats_ops.prune import prune_local
 from astats_ops.retention import Policy
@@ -75,7 +75,7 @@ class LogRotation:
 class Job:
     dest: Path
     policy: Policy
-    s3: S3Settings | None = None
+    s3: OffsiteTarget | None = None
     log: LogRotation | None = None
     drill: bool = True
     drill_every_minutes: float | None = None

@@ -15,7 +15,7 @@ from moto import mock_aws
 from astats_ops.catalog import scan
 from astats_ops.cli import main
 from astats_ops.errors import OpsError
-from astats_ops.offsite import S3Settings, make_client, prune_remote, remote_names, sync
+from astats_ops.offsite import OffsiteTarget, make_client, prune_remote, remote_names, sync
 from astats_ops.retention import Policy
 from tests.ops.helpers import (
     assert_one_line_error,
@@ -38,16 +38,16 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def s3(aws_env: None) -> Iterator[S3Settings]:
+def s3(aws_env: None) -> Iterator[OffsiteTarget]:
     with mock_aws():
         boto3.client("s3", region_name="eu-central-1").create_bucket(
             Bucket="astats-backups",
             CreateBucketConfiguration={"LocationConstraint": "eu-central-1"},
         )
-        yield S3Settings("astats-backups", "prod/db", region="eu-central-1")
+        yield OffsiteTarget("astats-backups", "prod/db", region="eu-central-1")
 
 
-def test_sync_uploads_verified_backups_with_their_sha256(s3: S3Settings, dest: Path) -> None:
+def test_sync_uploads_verified_backups_with_their_sha256(s3: OffsiteTarget, dest: Path) -> None:
     make_backup_files(dest, STAMPS, broken={STAMPS[0]})
     client = make_client(s3)
 
@@ -70,7 +70,7 @@ def test_sync_uploads_verified_backups_with_their_sha256(s3: S3Settings, dest: P
     assert sync(client, s3, scan(dest)).uploaded == []
 
 
-def test_a_copy_without_its_sidecar_is_uploaded_again(s3: S3Settings, dest: Path) -> None:
+def test_a_copy_without_its_sidecar_is_uploaded_again(s3: OffsiteTarget, dest: Path) -> None:
     make_backup_files(dest, STAMPS[:1], broken=set())
     client = make_client(s3)
     name = f"astats-{STAMPS[0]}.dump"
@@ -82,7 +82,7 @@ def test_a_copy_without_its_sidecar_is_uploaded_again(s3: S3Settings, dest: Path
 
 
 def test_a_corrupted_transfer_is_rejected(
-    s3: S3Settings, dest: Path, monkeypatch: pytest.MonkeyPatch
+    s3: OffsiteTarget, dest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The body S3 receives must match the local sha256, or the upload fails."""
     make_backup_files(dest, STAMPS[:1], broken=set())
@@ -102,7 +102,7 @@ def test_a_corrupted_transfer_is_rejected(
     assert not any(name.endswith(".sha256") for name in remote_names(client, s3))
 
 
-def test_remote_retention_matches_local_rules(s3: S3Settings, dest: Path) -> None:
+def test_remote_retention_matches_local_rules(s3: OffsiteTarget, dest: Path) -> None:
     make_backup_files(dest, STAMPS, broken=set())
     client = make_client(s3)
     sync(client, s3, scan(dest))
@@ -120,7 +120,7 @@ def test_remote_retention_matches_local_rules(s3: S3Settings, dest: Path) -> Non
 
 
 def test_upload_to_a_missing_bucket_fails_keeps_local_and_succeeds_next_run(
-    s3: S3Settings, dest: Path, capsys: pytest.CaptureFixture[str]
+    s3: OffsiteTarget, dest: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_backup_files(dest, STAMPS[:2], broken=set())
     before = directory_state(dest)
@@ -197,7 +197,7 @@ def test_backup_cli_with_s3_endpoint_and_credentials_file(
     assert len(keys) == 2 * len(scan(dest))
 
 
-def test_sync_refuses_unverified_upload_call(s3: S3Settings, dest: Path) -> None:
+def test_sync_refuses_unverified_upload_call(s3: OffsiteTarget, dest: Path) -> None:
     from astats_ops.offsite import upload
 
     make_backup_files(dest, STAMPS[:1], broken=set())
