@@ -85,7 +85,13 @@ class NginxRuntime:
 
 @dataclass(frozen=True)
 class _ProxyPass:
-    """The `proxy_pass` targets of one upstream mode."""
+    """The `proxy_pass` targets of one upstream mode.
+
+    "resolve": one `upstream {}` block per service with keepalive connections, its name
+    re-resolved by `server ... resolve` (nginx >= 1.27.3 when a resolver is set). "variable":
+    the address in a variable, so `proxy_pass` resolves it per request (any nginx version, but
+    a new upstream connection per request).
+    """
 
     backend: str
     frontend: str
@@ -131,8 +137,12 @@ def render_nginx_conf(
         ),
         _server(settings, api_prefixes, upstreams, listen_port, proxy),
     )
-    lines = _paragraphs(_main_context(runtime), _block("events", ["worker_connections 4096;"]))
-    return "\n".join([*lines, "", *_block("http", http)]) + "\n"
+    lines = _paragraphs(
+        _main_context(runtime),
+        _block("events", ["worker_connections 4096;"]),
+        _block("http", http),
+    )
+    return "\n".join(lines) + "\n"
 
 
 def _block(header: str, body: Iterable[str]) -> list[str]:
