@@ -56,7 +56,7 @@ def test_rotation_under_a_busy_writer_loses_only_the_truncate_window(tmp_path: P
         stdout=subprocess.PIPE,
         text=True,
     )
-    windows = []
+    windows: list[float] = []
     try:
         while writer.poll() is None and len(windows) < 8:
             result = rotate_log(log, max_bytes=128 * 1024, keep=10_000)
