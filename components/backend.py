@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.config import BackendSettings, LoggingSettings
+from components.config import BackendSettings
 from components.container import Attachment, Mount, ServiceSpec, service_container
+from components.context import StackContext
 from components.endpoint import DatabaseEndpoint
 from components.launcher import launcher_entrypoint, launcher_uploads
 from components.workers import uvicorn_workers
@@ -47,26 +48,23 @@ def http_health_test(port: int, path: str) -> list[str]:
 
 class Backend(pulumi.ComponentResource):
     container: docker.Container
-    host: str = BACKEND_ALIAS
+    upstream: str
+    """host:port nginx proxies to."""
 
     def __init__(
         self,
         name: str,
-        *,
-        stack: str,
+        stack: StackContext,
         settings: BackendSettings,
         database: DatabaseEndpoint,
-        logging: LoggingSettings,
+        *,
         image: pulumi.Input[str],
         secret_key: pulumi.Output[str],
-        logs_volume: pulumi.Input[str],
-        drain_s: int,
-        edge_network: pulumi.Input[str],
-        data_network: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("astats:backend:Backend", name, None, opts)
+        self.upstream = f"{BACKEND_ALIAS}:{settings.port}"
         host_ports = (
             [("127.0.0.1", settings.host_port, settings.port)] if settings.host_port else []
         )
@@ -86,18 +84,17 @@ class Backend(pulumi.ComponentResource):
                         "SECRET_KEY": secret_key,
                     }
                 ),
-                mounts=[Mount(logs_volume, settings.log_dir)],
+                mounts=[Mount(stack.volumes.backend_logs, settings.log_dir)],
                 networks=[
-                    Attachment(edge_network, aliases=[BACKEND_ALIAS]),
-                    Attachment(data_network),
+                    Attachment(stack.networks.edge, aliases=[BACKEND_ALIAS]),
+                    Attachment(stack.networks.data),
                 ],
                 host_ports=host_ports,
                 health_test=http_health_test(settings.port, settings.health_path),
                 healthcheck=settings.healthcheck,
-                drain_s=drain_s,
+                drains=True,
             ),
             stack=stack,
-            logging=logging,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
         self.register_outputs({"container": self.container.name})

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_docker as docker
 
-from components.config import (
-    BackupSettings,
-    BuildSettings,
-    DatabaseSettings,
-    Healthcheck,
-    LoggingSettings,
-)
+from components.backend import LOG_FILE
+from components.config import BackupSettings, BuildSettings, Healthcheck
 from components.container import Attachment, Mount, ServiceSpec, service_container
+from components.context import StackContext
 from components.endpoint import DatabaseEndpoint
 from components.image import built_image
 from components.launcher import launcher_entrypoint, launcher_uploads
@@ -69,6 +68,25 @@ def health_command(settings: BackupSettings) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class BackupSecrets:
+    """What the scheduler needs besides the database password (which the endpoint carries)."""
+
+    s3_access_key_id: pulumi.Output[str] | None = None
+    s3_secret_access_key: pulumi.Output[str] | None = None
+    alert_webhook_url: pulumi.Output[str] | None = None
+
+    def files(self, database_password: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
+        """The launcher's secret files, by the variable each one becomes."""
+        secrets = {"PGPASSWORD": database_password}
+        if self.s3_access_key_id is not None and self.s3_secret_access_key is not None:
+            secrets["AWS_ACCESS_KEY_ID"] = self.s3_access_key_id
+            secrets["AWS_SECRET_ACCESS_KEY"] = self.s3_secret_access_key
+        if self.alert_webhook_url is not None:
+            secrets[ALERT_WEBHOOK_ENV] = self.alert_webhook_url
+        return secrets
+
+
 class Backups(pulumi.ComponentResource):
     image: pulumi.Output[str]
     container: docker.Container | None
@@ -76,21 +94,13 @@ class Backups(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        *,
-        stack: str,
+        stack: StackContext,
         settings: BackupSettings,
-        database: DatabaseSettings,
         endpoint: DatabaseEndpoint,
-        logging: LoggingSettings,
-        s3_access_key_id: pulumi.Output[str] | None,
-        s3_secret_access_key: pulumi.Output[str] | None,
-        alert_webhook_url: pulumi.Output[str] | None,
-        backups_volume: pulumi.Input[str],
-        data_network: pulumi.Input[str],
-        egress_network: pulumi.Input[str],
-        backend_logs: pulumi.Input[str],
-        backend_log_file: str,
-        after: list[pulumi.Resource],
+        *,
+        server_image: str,
+        secrets: BackupSecrets,
+        after: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("astats:backup:Backups", name, None, opts)
@@ -98,26 +108,20 @@ class Backups(pulumi.ComponentResource):
         # Built on the configured postgres image, so pg_dump matches the server's major version.
         self.image = built_image(
             "image",
-            repository=f"astats-{stack}-backup",
+            repository=stack.docker_name("backup"),
             build=BuildSettings(
                 context=".",
                 dockerfile=BACKUP_DOCKERFILE,
-                args={"POSTGRES_IMAGE": database.image},
+                args={"POSTGRES_IMAGE": server_image},
             ),
             opts=child,
         )
         self.container = None
         if settings.enabled:
-            secrets = {"PGPASSWORD": endpoint.password}
-            if s3_access_key_id is not None and s3_secret_access_key is not None:
-                secrets["AWS_ACCESS_KEY_ID"] = s3_access_key_id
-                secrets["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
-            if alert_webhook_url is not None:
-                secrets[ALERT_WEBHOOK_ENV] = alert_webhook_url
-            networks = [Attachment(data_network)]
+            networks = [Attachment(stack.networks.data)]
             # The data network is internal: offsite copies and alerts leave through the edge.
-            if settings.s3 is not None or alert_webhook_url is not None:
-                networks.append(Attachment(egress_network))
+            if settings.s3 is not None or secrets.alert_webhook_url is not None:
+                networks.append(Attachment(stack.networks.edge))
             self.container = service_container(
                 "scheduler",
                 ServiceSpec(
@@ -126,10 +130,13 @@ class Backups(pulumi.ComponentResource):
                     memory_mb=settings.memory_mb,
                     cpus=settings.cpus,
                     entrypoint=launcher_entrypoint(),
-                    command=schedule_command(settings, backend_log_file),
+                    command=schedule_command(settings, LOG_FILE),
                     envs=endpoint.libpq_env(),
-                    uploads=launcher_uploads(secrets),
-                    mounts=[Mount(backups_volume, BACKUPS_MOUNT), Mount(backend_logs, LOGS_MOUNT)],
+                    uploads=launcher_uploads(secrets.files(endpoint.password)),
+                    mounts=[
+                        Mount(stack.volumes.backups, BACKUPS_MOUNT),
+                        Mount(stack.volumes.backend_logs, LOGS_MOUNT),
+                    ],
                     networks=networks,
                     health_test=health_command(settings),
                     healthcheck=SCHEDULE_HEALTHCHECK,
@@ -139,7 +146,6 @@ class Backups(pulumi.ComponentResource):
                     user="0:0",
                 ),
                 stack=stack,
-                logging=logging,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
             )
         self.register_outputs({"image": self.image})

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.config import Healthcheck, LoggingSettings
+from components.config import Healthcheck
+from components.context import StackContext
 from components.docker_values import docker_cpus, docker_duration
 
 WAIT_MARGIN_S = 30
@@ -70,8 +71,8 @@ class ServiceSpec:
     """At most one instance may run at once (a data directory, a scheduler)."""
     shm_size_mb: int | None = None
     user: str | None = None
-    drain_s: int = 0
-    """Seconds the launcher keeps serving after a stop, so the proxy can move on first."""
+    drains: bool = False
+    """The launcher keeps serving for the stack's drain time after a stop (web services)."""
 
 
 def wait_timeout_s(healthcheck: Healthcheck) -> int:
@@ -79,23 +80,24 @@ def wait_timeout_s(healthcheck: Healthcheck) -> int:
     return healthcheck.budget_s + WAIT_MARGIN_S
 
 
-def contract_labels(stack: str, service: str) -> dict[str, str]:
-    return {"astats.stack": stack, "astats.service": service}
+def contract_labels(stack: str, service: str | None = None) -> dict[str, str]:
+    """The labels operators' tools find a stack's containers, jobs, volumes and networks by."""
+    return {"astats.stack": stack} | ({"astats.service": service} if service is not None else {})
 
 
 def service_container(
     name: str,
     spec: ServiceSpec,
     *,
-    stack: str,
-    logging: LoggingSettings,
+    stack: StackContext,
     opts: pulumi.ResourceOptions,
 ) -> docker.Container:
     """Register the container for `spec` under the component that owns it (`opts.parent`)."""
     check = spec.healthcheck
     envs = dict(spec.envs)
-    if spec.drain_s:
-        envs[DRAIN_ENV] = str(spec.drain_s)
+    drain_s = stack.drain_s if spec.drains else 0
+    if drain_s:
+        envs[DRAIN_ENV] = str(drain_s)
     # Containers with a host port, or that must never run twice (a data directory, a
     # scheduler), are removed before their replacement starts; the rest are replaced
     # create-before-delete, so a healthy successor exists before the old one goes.
@@ -116,7 +118,7 @@ def service_container(
         envs=[pulumi.Output.concat(k, "=", v) for k, v in sorted(envs.items())] or None,
         labels=[
             docker.ContainerLabelArgs(label=k, value=v)
-            for k, v in sorted(contract_labels(stack, spec.service).items())
+            for k, v in sorted(contract_labels(stack.name, spec.service).items())
         ],
         restart=RESTART_POLICY,
         memory=spec.memory_mb,
@@ -126,7 +128,7 @@ def service_container(
         user=spec.user,
         security_opts=["no-new-privileges:true"],
         log_driver="json-file",
-        log_opts={"max-size": logging.max_size, "max-file": str(logging.max_file)},
+        log_opts={"max-size": stack.logging.max_size, "max-file": str(stack.logging.max_file)},
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=list(spec.health_test),
             interval=docker_duration(check.interval_s),
@@ -136,7 +138,7 @@ def service_container(
         ),
         wait=True,
         wait_timeout=wait_timeout_s(check),
-        destroy_grace_seconds=STOP_GRACE_S + spec.drain_s,
+        destroy_grace_seconds=STOP_GRACE_S + drain_s,
         networks_advanced=[
             docker.ContainerNetworksAdvancedArgs(name=a.network, aliases=list(a.aliases) or None)
             for a in spec.networks

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from components.config import DatabaseSettings, LoggingSettings
+from components.config import DatabaseSettings
 from components.container import Attachment, Mount, ServiceSpec, Upload, service_container
+from components.context import StackContext
 from components.endpoint import DatabaseEndpoint
 from components.image import referenced_image
 
@@ -28,13 +29,10 @@ class Database(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        *,
-        stack: str,
+        stack: StackContext,
         settings: DatabaseSettings,
-        logging: LoggingSettings,
+        *,
         password: pulumi.Output[str],
-        volume: pulumi.Input[str],
-        network: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("astats:database:Database", name, None, opts)
@@ -59,14 +57,13 @@ class Database(pulumi.ComponentResource):
                     "PGDATA": PGDATA,
                 },
                 uploads=[Upload(PASSWORD_FILE, password)],
-                mounts=[Mount(volume, PGDATA)],
-                networks=[Attachment(network, aliases=[DB_ALIAS])],
+                mounts=[Mount(stack.volumes.pgdata, PGDATA)],
+                networks=[Attachment(stack.networks.data, aliases=[DB_ALIAS])],
                 health_test=pg_isready_test(settings),
                 healthcheck=settings.healthcheck,
                 exclusive=True,
             ),
             stack=stack,
-            logging=logging,
             opts=child,
         )
         self.register_outputs({"container": self.container.name, "host": DB_ALIAS})

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from components.config import FrontendSettings, LoggingSettings
+from components.config import FrontendSettings
 from components.container import Attachment, ServiceSpec, service_container
+from components.context import StackContext
 from components.launcher import launcher_entrypoint, launcher_uploads
 
 FRONTEND_ALIAS = "frontend"
@@ -22,21 +23,20 @@ def node_health_test(port: int, path: str) -> list[str]:
 
 class Frontend(pulumi.ComponentResource):
     container: docker.Container
-    host: str = FRONTEND_ALIAS
+    upstream: str
+    """host:port nginx proxies to."""
 
     def __init__(
         self,
         name: str,
-        *,
-        stack: str,
+        stack: StackContext,
         settings: FrontendSettings,
-        logging: LoggingSettings,
+        *,
         image: pulumi.Input[str],
-        drain_s: int,
-        edge_network: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("astats:frontend:Frontend", name, None, opts)
+        self.upstream = f"{FRONTEND_ALIAS}:{settings.port}"
         host_ports = (
             [("127.0.0.1", settings.host_port, settings.port)] if settings.host_port else []
         )
@@ -53,7 +53,7 @@ class Frontend(pulumi.ComponentResource):
                     "PORT": str(settings.port),
                     "HOSTNAME": "0.0.0.0",
                 },
-                networks=[Attachment(edge_network, aliases=[FRONTEND_ALIAS])],
+                networks=[Attachment(stack.networks.edge, aliases=[FRONTEND_ALIAS])],
                 host_ports=host_ports,
                 health_test=node_health_test(settings.port, settings.health_path),
                 healthcheck=settings.healthcheck,
@@ -61,10 +61,9 @@ class Frontend(pulumi.ComponentResource):
                 # Docker drops an image's CMD once the entrypoint is overridden.
                 command=settings.command,
                 uploads=launcher_uploads({}),
-                drain_s=drain_s,
+                drains=True,
             ),
             stack=stack,
-            logging=logging,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"container": self.container.name})

@@ -10,6 +10,7 @@ import pulumi_command as command
 
 from components.backup import BACKUPS_MOUNT
 from components.config import BackendSettings, DatabaseSettings
+from components.context import StackContext
 from components.endpoint import DatabaseEndpoint, libpq_env
 from components.jobs import JobSpec, docker_run_command
 
@@ -17,7 +18,7 @@ from components.jobs import JobSpec, docker_run_command
 def pre_migration_backup_job(
     *,
     stack: str,
-    database: DatabaseSettings,
+    database: DatabaseSettings | DatabaseEndpoint,
     database_host: str,
     image: pulumi.Input[str],
     network: pulumi.Input[str],
@@ -65,15 +66,12 @@ class Migration(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        *,
-        stack: str,
-        backend: BackendSettings,
-        database: DatabaseSettings,
+        stack: StackContext,
+        settings: BackendSettings,
         endpoint: DatabaseEndpoint,
+        *,
         backend_image: pulumi.Input[str],
         backup_image: pulumi.Input[str],
-        backups_volume: pulumi.Input[str],
-        data_network: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
@@ -83,7 +81,7 @@ class Migration(pulumi.ComponentResource):
         # the migration without a fresh backup in the same rollout.
         fingerprint: list[pulumi.Input[str]] = [
             backend_image,
-            " ".join(backend.migration_command),
+            " ".join(settings.migration_command),
             endpoint.name,
             endpoint.user,
             endpoint.host,
@@ -92,12 +90,12 @@ class Migration(pulumi.ComponentResource):
             "pre-migration-backup",
             create=docker_run_command(
                 pre_migration_backup_job(
-                    stack=stack,
-                    database=database,
+                    stack=stack.name,
+                    database=endpoint,
                     database_host=endpoint.host,
                     image=backup_image,
-                    network=data_network,
-                    backups_volume=backups_volume,
+                    network=stack.networks.data,
+                    backups_volume=stack.volumes.backups,
                 )
             ),
             stdin=pulumi.Output.concat(endpoint.password, "\n"),
@@ -108,7 +106,10 @@ class Migration(pulumi.ComponentResource):
             "migration",
             create=docker_run_command(
                 migration_job(
-                    stack=stack, backend=backend, image=backend_image, network=data_network
+                    stack=stack.name,
+                    backend=settings,
+                    image=backend_image,
+                    network=stack.networks.data,
                 )
             ),
             stdin=pulumi.Output.concat(endpoint.url(), "\n"),

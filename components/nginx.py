@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.config import LoggingSettings, NginxSettings
+from components.config import NginxSettings
 from components.container import Attachment, ServiceSpec, Upload, service_container
+from components.context import StackContext
 from components.image import referenced_image
 from components.nginx_conf import Upstreams, render_nginx_conf
 
@@ -28,13 +29,11 @@ class Nginx(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        *,
-        stack: str,
+        stack: StackContext,
         settings: NginxSettings,
+        *,
         api_prefixes: Sequence[str],
         upstreams: Upstreams,
-        logging: LoggingSettings,
-        edge_network: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ):
@@ -52,13 +51,12 @@ class Nginx(pulumi.ComponentResource):
                 memory_mb=settings.memory_mb,
                 cpus=settings.cpus,
                 uploads=[Upload(CONFIG_PATH, self.config_text)],
-                networks=[Attachment(edge_network)],
+                networks=[Attachment(stack.networks.edge)],
                 host_ports=[(settings.bind_address, settings.http_port, LISTEN_PORT)],
                 health_test=nginx_health_test(),
                 healthcheck=settings.healthcheck,
             ),
             stack=stack,
-            logging=logging,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
         self.register_outputs({"container": self.container.name})

@@ -1,12 +1,17 @@
-"""The whole A-Stats Engine for one stack, wired in rollout order (see DESIGN.md)."""
+"""The whole A-Stats Engine for one stack, its components created in rollout order.
+
+Each component waits only for what it is handed (`after`, or another component's outputs), so
+the order below is also the dependency graph `pulumi up` follows.
+"""
 
 from __future__ import annotations
 
 import pulumi
 
-from components.backend import LOG_FILE, Backend
-from components.backup import Backups
+from components.backend import Backend
+from components.backup import Backups, BackupSecrets
 from components.config import StackConfig
+from components.context import StackContext
 from components.database import Database
 from components.frontend import Frontend
 from components.image import app_image
@@ -19,107 +24,77 @@ from components.volumes import Volumes
 
 class AstatsStack(pulumi.ComponentResource):
     """networks, volumes -> database -> verified backup -> migration -> backend -> nginx,
-    with the frontend built and started in parallel with the database chain."""
+    with the frontend built and started in parallel with the database chain, and the
+    scheduled backups started once the database is healthy."""
 
     def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("astats:stack:AstatsStack", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        stack, settings, secrets = config.stack, config.settings, config.secrets
-        # An old backend or frontend keeps serving after its stop until nginx has re-resolved
-        # the name to the replacement (its DNS cache counts whole seconds: valid + 1).
-        drain_s = settings.nginx.resolver_valid_s + 2
+        settings, secrets = config.settings, config.secrets
 
-        self.networks = Networks("networks", stack=stack, opts=child)
-        self.volumes = Volumes("volumes", stack=stack, settings=settings, opts=child)
+        self.networks = Networks("networks", stack=config.stack, opts=child)
+        self.volumes = Volumes("volumes", stack=config.stack, settings=settings, opts=child)
+        stack = StackContext.of(config.stack, settings, self.networks.names, self.volumes.names)
+
         self.database = Database(
-            "database",
-            stack=stack,
-            settings=settings.database,
-            logging=settings.logging,
-            password=secrets.db_password,
-            volume=self.volumes.pgdata.name,
-            network=self.networks.data.name,
-            opts=child,
+            "database", stack, settings.database, password=secrets.db_password, opts=child
         )
+        endpoint = self.database.endpoint
         backend_image = app_image(
             "backend-image",
-            repository=f"astats-{stack}-backend",
+            repository=stack.docker_name("backend"),
             settings=settings.backend,
             opts=child,
         )
         frontend_image = app_image(
             "frontend-image",
-            repository=f"astats-{stack}-frontend",
+            repository=stack.docker_name("frontend"),
             settings=settings.frontend,
             opts=child,
         )
         self.backups = Backups(
             "backups",
-            stack=stack,
-            settings=settings.backup,
-            database=settings.database,
-            endpoint=self.database.endpoint,
-            logging=settings.logging,
-            s3_access_key_id=secrets.s3_access_key_id,
-            s3_secret_access_key=secrets.s3_secret_access_key,
-            alert_webhook_url=secrets.alert_webhook_url,
-            backups_volume=self.volumes.backups.name,
-            data_network=self.networks.data.name,
-            egress_network=self.networks.edge.name,
-            backend_logs=self.volumes.backend_logs.name,
-            backend_log_file=LOG_FILE,
+            stack,
+            settings.backup,
+            endpoint,
+            server_image=settings.database.image,
+            secrets=BackupSecrets(
+                s3_access_key_id=secrets.s3_access_key_id,
+                s3_secret_access_key=secrets.s3_secret_access_key,
+                alert_webhook_url=secrets.alert_webhook_url,
+            ),
             after=[self.database.container],
             opts=child,
         )
         self.migration = Migration(
             "migration",
-            stack=stack,
-            backend=settings.backend,
-            database=settings.database,
-            endpoint=self.database.endpoint,
+            stack,
+            settings.backend,
+            endpoint,
             backend_image=backend_image,
             backup_image=self.backups.image,
-            backups_volume=self.volumes.backups.name,
-            data_network=self.networks.data.name,
             after=[self.database.container],
             opts=child,
         )
         self.backend = Backend(
             "backend",
-            stack=stack,
-            settings=settings.backend,
-            database=self.database.endpoint,
-            logging=settings.logging,
+            stack,
+            settings.backend,
+            endpoint,
             image=backend_image,
             secret_key=secrets.secret_key,
-            logs_volume=self.volumes.backend_logs.name,
-            drain_s=drain_s,
-            edge_network=self.networks.edge.name,
-            data_network=self.networks.data.name,
             after=[self.migration.migration],
             opts=child,
         )
         self.frontend = Frontend(
-            "frontend",
-            stack=stack,
-            settings=settings.frontend,
-            logging=settings.logging,
-            image=frontend_image,
-            drain_s=drain_s,
-            edge_network=self.networks.edge.name,
-            opts=child,
+            "frontend", stack, settings.frontend, image=frontend_image, opts=child
         )
         self.nginx = Nginx(
             "nginx",
-            stack=stack,
-            settings=settings.nginx,
+            stack,
+            settings.nginx,
             api_prefixes=settings.backend.api_prefixes,
-            upstreams=Upstreams(
-                backend=f"{self.backend.host}:{settings.backend.port}",
-                frontend=f"{self.frontend.host}:{settings.frontend.port}",
-            ),
-            logging=settings.logging,
-            edge_network=self.networks.edge.name,
+            upstreams=Upstreams(backend=self.backend.upstream, frontend=self.frontend.upstream),
             after=[self.backend.container, self.frontend.container],
             opts=child,
         )

@@ -6,12 +6,15 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import StackSettings
+from components.container import contract_labels
+from components.context import VolumeNames, docker_name
 
 
 class Volumes(pulumi.ComponentResource):
     pgdata: docker.Volume
     backups: docker.Volume
     backend_logs: docker.Volume
+    names: VolumeNames
 
     def __init__(
         self,
@@ -27,26 +30,23 @@ class Volumes(pulumi.ComponentResource):
         protect = settings.database.protect_volume
 
         def volume(
-            logical: str, default_name: str, service: str, override: str | None, guarded: bool
+            logical: str, service: str, override: str | None, guarded: bool
         ) -> docker.Volume:
             return docker.Volume(
                 logical,
-                name=override or default_name,
+                name=override or docker_name(stack, logical),
                 labels=[
-                    docker.VolumeLabelArgs(label="astats.service", value=service),
-                    docker.VolumeLabelArgs(label="astats.stack", value=stack),
+                    docker.VolumeLabelArgs(label=k, value=v)
+                    for k, v in sorted(contract_labels(stack, service).items())
                 ],
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=guarded),
             )
 
-        self.pgdata = volume(
-            "pgdata", f"astats-{stack}-pgdata", "db", settings.database.volume_name, protect
-        )
-        self.backups = volume(
-            "backups", f"astats-{stack}-backups", "backup", settings.backup.volume_name, protect
-        )
-        self.backend_logs = volume(
-            "backend-logs", f"astats-{stack}-backend-logs", "backend", None, False
+        self.pgdata = volume("pgdata", "db", settings.database.volume_name, protect)
+        self.backups = volume("backups", "backup", settings.backup.volume_name, protect)
+        self.backend_logs = volume("backend-logs", "backend", None, False)
+        self.names = VolumeNames(
+            pgdata=self.pgdata.name, backups=self.backups.name, backend_logs=self.backend_logs.name
         )
         self.register_outputs(
             {

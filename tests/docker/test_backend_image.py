@@ -40,6 +40,7 @@ from components.container import (
     STOP_GRACE_S,
     wait_timeout_s,
 )
+from components.context import NetworkNames, StackContext, VolumeNames
 from components.database import DB_ALIAS
 from components.endpoint import DatabaseEndpoint
 from components.jobs import docker_run_argv
@@ -205,18 +206,24 @@ def start_backend(
     logs = deployed.env.volume("backend-logs")
 
     def make() -> None:
+        stack = StackContext(
+            name=deployed.env.stack,
+            networks=NetworkNames(edge=deployed.edge, data=deployed.env.network),
+            volumes=VolumeNames(
+                pgdata=deployed.env.volume("pgdata"),
+                backups=deployed.env.volume("backups"),
+                backend_logs=logs,
+            ),
+            logging=LoggingSettings(),
+            drain_s=DRAIN_S,
+        )
         Backend(
             "backend",
-            stack=deployed.env.stack,
-            settings=settings,
-            database=endpoint(deployed.env.password),
-            logging=LoggingSettings(),
+            stack,
+            settings,
+            endpoint(deployed.env.password),
             image=deployed.images.backend,
             secret_key=pulumi.Output.secret(secret_key),
-            logs_volume=logs,
-            drain_s=DRAIN_S,
-            edge_network=deployed.edge,
-            data_network=deployed.env.network,
             after=[],
         )
 
