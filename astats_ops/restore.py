@@ -1,47 +1,80 @@
 """``restore``: put the database back exactly as it was when a verified backup was taken.
 
-The checksum is checked before anything touches the database. The restore then runs as ONE
-transaction that first drops every user schema (so tables created after the backup go too),
-recreates ``public`` as PostgreSQL 15 creates it, and replays the archive as produced by
-``pg_restore --clean --if-exists --no-owner --exit-on-error``. ``pg_restore`` writes the SQL
-and ``psql -v ON_ERROR_STOP=1`` runs it; COMMIT is sent only after pg_restore has finished
-cleanly, so any error on either side leaves the database as it was.
+The checksum is checked before anything touches the server. The archive is then loaded with
+parallel ``pg_restore --jobs`` into a new staging database ``<database>_astats_restore``, created
+like the live one (owner, encoding, locale, tablespace) and marked with a comment, and checked:
+every table in the archive's table of contents must exist. Only then, in ONE transaction, the
+staging database takes over the live one's settings, grants, connection limit and comment, and
+the two are swapped by renaming (the live one to ``<database>_astats_replaced``, dropped right
+after). Any failure before the swap drops the staging copy and leaves the live database as it
+was; renaming needs the live database free of sessions, so a restore with writers still
+connected fails and says so rather than ending their sessions.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
 
+from astats_ops.archive import TocTable, load, missing_tables, toc_tables
 from astats_ops.catalog import checksum_path, read_checksum, sha256_of
 from astats_ops.errors import OpsError
-from astats_ops.pgenv import PgTarget, connection_hint, find_tool
-from astats_ops.proc import PIPE, check_cancelled, spawn
+from astats_ops.pgenv import PgTarget, find_tool
+from astats_ops.scratch import MarkedDatabase, created, ident, literal, maintenance_session, run
+from astats_ops.snapshot import Background, psql_session
 
-RESET_SCHEMAS_SQL = """\
-BEGIN;
-DO $reset$
+STAGING_SUFFIX = "_astats_restore"
+REPLACED_SUFFIX = "_astats_replaced"
+STAGING_MARKER = "astats_ops restore: staging copy, swapped in when complete"
+REPLACED_MARKER = "astats_ops restore: the database a restore replaced; dropped after it"
+# One transaction: the staging copy takes the live database's properties (which are not in a
+# pg_dump archive), then the two swap names.
+SWAP_SQL = """DO $swap$
 DECLARE
-    schema_name name;
+    live_oid oid;
+    item record;
 BEGIN
-    FOR schema_name IN
-        SELECT nspname FROM pg_catalog.pg_namespace
-        WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+    SELECT oid INTO STRICT live_oid FROM pg_database WHERE datname = {live};
+    FOR item IN
+        SELECT s.setrole, split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
+        FROM pg_db_role_setting s, unnest(s.setconfig) AS c WHERE s.setdatabase = live_oid
     LOOP
-        EXECUTE format('DROP SCHEMA %I CASCADE', schema_name);
+        EXECUTE format('ALTER %s SET %s = %s',
+            CASE WHEN item.setrole = 0 THEN format('DATABASE %I', {staging})
+                ELSE format('ROLE %s IN DATABASE %I', item.setrole::regrole, {staging}) END,
+            item.name,
+            CASE WHEN item.name IN ('search_path', 'temp_tablespaces',
+                    'session_preload_libraries', 'local_preload_libraries')
+                THEN item.value ELSE quote_literal(item.value) END);
     END LOOP;
+    IF (SELECT datacl FROM pg_database WHERE oid = live_oid) IS NOT NULL THEN
+        EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', {staging});
+        FOR item IN
+            SELECT a.grantee, a.privilege_type, a.is_grantable
+            FROM pg_database d, aclexplode(d.datacl) AS a
+            WHERE d.oid = live_oid AND a.grantee <> d.datdba
+        LOOP
+            EXECUTE format('GRANT %s ON DATABASE %I TO %s%s', item.privilege_type, {staging},
+                CASE WHEN item.grantee = 0 THEN 'PUBLIC' ELSE item.grantee::regrole::text END,
+                CASE WHEN item.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+    END IF;
+    EXECUTE format('ALTER DATABASE %I CONNECTION LIMIT %s', {staging},
+        (SELECT datconnlimit FROM pg_database WHERE oid = live_oid));
+    EXECUTE format('COMMENT ON DATABASE %I IS %L', {staging},
+        shobj_description(live_oid, 'pg_database'));
+    EXECUTE format('ALTER DATABASE %I RENAME TO %I', {live}, {replaced});
+    EXECUTE format('COMMENT ON DATABASE %I IS %L', {replaced}, {replaced_marker});
+    EXECUTE format('ALTER DATABASE %I RENAME TO %I', {staging}, {live});
 END
-$reset$;
-CREATE SCHEMA public AUTHORIZATION pg_database_owner;
-GRANT USAGE ON SCHEMA public TO PUBLIC;
-COMMENT ON SCHEMA public IS 'standard public schema';
-"""
-CHUNK = 1 << 20
+$swap$;
+SELECT 'swapped';"""
+TABLES_SQL = r"""SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname)), '[]')
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p');"""
 
 
 def verify_checksum(dump: Path) -> str:
@@ -80,7 +113,7 @@ def restore_backup(
             f"restore into {target.describe()} not confirmed; nothing was changed "
             "(pass --yes to restore without asking)"
         )
-    replay(dump, target, pg_restore, psql, env)
+    swap_in(dump, target, pg_restore, psql, env)
     return target
 
 
@@ -95,55 +128,70 @@ def _ask_on_tty(dump: Path, target: PgTarget) -> bool:
     return sys.stdin.readline().strip() == target.database
 
 
-def replay(
-    dump: Path, target: PgTarget, pg_restore: str, psql: str, env: Mapping[str, str]
-) -> None:
-    """Replace ``target``'s contents with the archive's, in one transaction."""
-    script_cmd = [
-        pg_restore,
-        "--clean",
-        "--if-exists",
-        "--no-owner",
-        "--exit-on-error",
-        "--file=-",
-        str(dump),
-    ]
-    apply_cmd = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={target.database}"]
-    with (
-        spawn(apply_cmd, env, stdin=PIPE) as apply,
-        spawn(script_cmd, env, stdout=PIPE) as script,
-    ):
-        assert apply.proc.stdin is not None and script.proc.stdout is not None
-        committed = _pump(script.proc.stdout, apply.proc.stdin, RESET_SCHEMAS_SQL, script.proc)
-        applied = apply.result()
-        check_cancelled()
-        if not applied.ok:
-            text = applied.error_text("psql")
+def swap_in(dump: Path, live: PgTarget, pg_restore: str, psql: str, env: Mapping[str, str]) -> None:
+    """Replace ``live`` with the archive's contents: load a staging copy, check it, swap."""
+    staging = MarkedDatabase.beside(
+        live.database, STAGING_SUFFIX, STAGING_MARKER, "staging copy", "restore"
+    )
+    replaced = MarkedDatabase.beside(
+        live.database, REPLACED_SUFFIX, REPLACED_MARKER, "replaced database", "restore"
+    )
+    if live.database in (staging.name, replaced.name):
+        raise OpsError(f"refusing to restore into {live.describe()}: its name is reserved")
+    listing = Background(lambda: toc_tables(pg_restore, dump, env))
+    target = PgTarget(live.host, live.port, live.user, staging.name)
+    with created(psql, env, staging, drop_after=False, like=live.database, leftovers=[replaced]):
+        try:
+            load(dump, target, pg_restore, env)
+            _check_tables(psql, env, target, listing.result())
+            not_dropped = _swap(psql, env, live, staging, replaced)
+        except OpsError as exc:
             raise OpsError(
-                f"restore of {dump.name} into {target.describe()} failed and was rolled back: "
-                f"{text}; {connection_hint(text)}"
-            )
-        if script.proc.returncode != 0 or not committed:
-            raise OpsError(
-                f"restore of {dump.name} aborted, {target.describe()} left unchanged: "
-                f"pg_restore failed: {script.result().error_text('pg_restore')}"
-            )
+                f"restore of {dump.name} failed and was rolled back, {live.describe()} is "
+                f"unchanged: {exc}{_sessions_hint(str(exc))}"
+            ) from exc
+    if not_dropped:
+        print(
+            f"astats_ops restore: warning: the data is restored, but dropping {replaced.name} "
+            f"failed: {not_dropped}; the next restore drops it",
+            file=sys.stderr,
+        )
 
 
-def _pump(
-    source: IO[bytes], sink: IO[bytes], prelude: str, producer: subprocess.Popen[bytes]
-) -> bool:
-    """Feed prelude + producer output to psql; send COMMIT only if the producer succeeded."""
-    try:
-        sink.write(prelude.encode())
-        while chunk := source.read(CHUNK):
-            sink.write(chunk)
-        if producer.wait() != 0:
-            return False
-        sink.write(b"\nCOMMIT;\n")
-        return True
-    except BrokenPipeError:
-        return False
-    finally:
-        with contextlib.suppress(BrokenPipeError):
-            sink.close()
+def _check_tables(psql: str, env: Mapping[str, str], target: PgTarget, toc: list[TocTable]) -> None:
+    with psql_session(psql, env, target.database) as session:
+        line = run(session, TABLES_SQL, f"listing the tables of {target.database}")
+    missing = missing_tables(toc, (tuple(pair) for pair in json.loads(line)))
+    if missing:
+        raise OpsError(
+            f"tables listed in the archive are missing after the load: {', '.join(missing[:5])}"
+        )
+
+
+def _swap(
+    psql: str,
+    env: Mapping[str, str],
+    live: PgTarget,
+    staging: MarkedDatabase,
+    replaced: MarkedDatabase,
+) -> str | None:
+    """Swap ``staging`` in for ``live`` (an OpsError if that fails), then drop the replaced
+    database; returns why that drop failed, if it did: the restore has succeeded anyway."""
+    swap = SWAP_SQL.format(
+        live=literal(live.database),
+        staging=literal(staging.name),
+        replaced=literal(replaced.name),
+        replaced_marker=literal(replaced.marker),
+    )
+    what = f"swapping {staging.name} in for {live.database}"
+    with maintenance_session(psql, env, what) as session:
+        run(session, swap, what)
+        if session.request(f"DROP DATABASE {ident(replaced.name)};\nSELECT 'dropped';"):
+            return None
+        return session.error_text()
+
+
+def _sessions_hint(error: str) -> str:
+    if "is being accessed by other users" not in error:
+        return ""
+    return "; stop what is connected to it (the backend, a psql session) and restore again"

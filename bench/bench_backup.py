@@ -9,7 +9,9 @@ alternating which goes first in each round:
   (ratio pg_restore / astats).
 
 Both targets are >= 1.0 as the median of per-round ratios. The astats commands run with
-precompiled bytecode, as the backup image ships it.
+precompiled bytecode, as the backup image ships it. Before each timed command the server
+checkpoints and the kernel writes back its dirty pages, so no command pays for the writes of
+the one before it (without this, a restore's ratio swung by a third from round to round).
 
     ./venv/bin/python bench/bench_backup.py --scale 20 --repetitions 5
 """
@@ -17,6 +19,7 @@ precompiled bytecode, as the backup image ships it.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -29,13 +32,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from astats_ops.archive import restore_jobs  # noqa: E402
 from tests.support.postgres import find_binary, postgres_cluster  # noqa: E402
 
 PG_BIN_DIRS = ("/usr/bin", "/usr/lib/postgresql/15/bin")
 TARGET = 1.0
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+def timed(cmd: list[str], env: dict[str, str], settle: Callable[[], None]) -> tuple[float, str]:
+    settle()
     started = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
@@ -100,13 +105,17 @@ def main() -> int:
             astats = [sys.executable, "-m", "astats_ops"]
             newest: list[Path] = []
 
+            def settle() -> None:
+                pg.psql("CHECKPOINT", user="postgres", database="postgres")
+                os.sync()
+
             def run_plain_dump() -> float:
-                return timed([pg_dump, "-Fc", "-f", str(plain_file)], env)[0]
+                return timed([pg_dump, "-Fc", "-f", str(plain_file)], env, settle)[0]
 
             def run_astats_backup() -> float:
                 for old in backups.iterdir():
                     old.unlink()
-                elapsed, printed = timed([*astats, "backup", "--dest", str(backups)], env)
+                elapsed, printed = timed([*astats, "backup", "--dest", str(backups)], env, settle)
                 newest[:] = [Path(printed)]
                 return elapsed
 
@@ -118,13 +127,12 @@ def main() -> int:
 
             def run_plain_restore() -> float:
                 target = fresh_database("bench_plain")
-                return timed(
-                    [pg_restore, "--no-owner", "-d", "bench_plain", str(plain_file)], target
-                )[0]
+                plain = [pg_restore, "--no-owner", "-d", "bench_plain", str(plain_file)]
+                return timed(plain, target, settle)[0]
 
             def run_astats_restore() -> float:
                 target = fresh_database("bench_astats")
-                return timed([*astats, "restore", "--yes", str(newest[0])], target)[0]
+                return timed([*astats, "restore", "--yes", str(newest[0])], target, settle)[0]
 
             run_plain_dump()  # warm-up: loads the tables into the page cache
             run_astats_backup()  # warm-up: compiles astats_ops' bytecode, as the image ships it
@@ -136,7 +144,10 @@ def main() -> int:
                 f"dump size: pg_dump -Fc {plain_file.stat().st_size / 1e6:.1f} MB, "
                 f"astats backup {newest[0].stat().st_size / 1e6:.1f} MB"
             )
-            print("restore (single-job pg_restore vs astats_ops restore, empty database):")
+            print(
+                "restore (single-job pg_restore vs astats_ops restore: checksum, "
+                f"pg_restore --jobs={restore_jobs()} into a staging copy, check, swap):"
+            )
             restore_ratio = paired_rounds(
                 "restore", run_plain_restore, run_astats_restore, args.repetitions
             )

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from astats_ops.restore import STAGING_MARKER
+from astats_ops.scratch import literal
 from tests.ops.helpers import (
     REPO_ROOT,
     assert_one_line_error,
     database_fingerprint,
+    databases,
     directory_state,
     run_cli,
 )
@@ -246,3 +249,102 @@ def test_two_backups_started_in_the_same_second_get_distinct_names(
     assert sorted(p.name for p in dest.iterdir()) == sorted(
         name for path in paths for name in backup_set(path)
     )
+
+
+DATABASE_PROPERTIES_SQL = """
+SELECT json_build_object(
+    'settings', (SELECT array_agg(c ORDER BY c) FROM pg_db_role_setting s, unnest(s.setconfig) c
+                 WHERE s.setdatabase = d.oid),
+    'acl', d.datacl::text, 'limit', d.datconnlimit, 'owner', pg_get_userbyid(d.datdba),
+    'comment', shobj_description(d.oid, 'pg_database'))
+FROM pg_database d WHERE d.datname = 'astats'
+"""
+
+
+def test_restore_keeps_the_databases_own_settings_grants_and_comment(
+    seeded: PostgresCluster, dest: Path
+) -> None:
+    """They live outside the archive; the restored database takes them from the live one.
+    (As the official image's superuser: a role's settings in a database need one.)"""
+    path = take_backup(seeded, dest)
+    seeded.psql(
+        "CREATE ROLE astats_reader;"
+        "ALTER DATABASE astats SET work_mem = '7MB';"
+        'ALTER DATABASE astats SET search_path = "$user", public, reporting;'
+        "ALTER ROLE astats_reader IN DATABASE astats SET statement_timeout = '5s';"
+        "REVOKE ALL ON DATABASE astats FROM PUBLIC;"
+        "GRANT CONNECT ON DATABASE astats TO astats_reader;"
+        "ALTER DATABASE astats CONNECTION LIMIT 25;"
+        "COMMENT ON DATABASE astats IS 'the engine''s data';",
+        user="postgres",
+        database="postgres",
+    )
+    try:
+        before = seeded.psql(DATABASE_PROPERTIES_SQL, user="postgres", database="postgres")
+        assert "astats_reader=c/astats" in before and "work_mem=7MB" in before
+
+        result = run_cli("restore", path, "--yes", env=seeded.env(user="postgres"))
+
+        assert result.returncode == 0, result.stderr
+        after = seeded.psql(DATABASE_PROPERTIES_SQL, user="postgres", database="postgres")
+        assert json.loads(after) == json.loads(before)
+    finally:
+        seeded.psql(
+            "ALTER DATABASE astats RESET ALL; GRANT ALL ON DATABASE astats TO PUBLIC;"
+            "ALTER DATABASE astats CONNECTION LIMIT -1; COMMENT ON DATABASE astats IS NULL;"
+            "DROP OWNED BY astats_reader; DROP ROLE astats_reader;",
+            user="postgres",
+            database="postgres",
+        )
+        # The superuser's restore owns what it restored; give the next test the app's schemas.
+        seeded.psql(
+            "DROP SCHEMA public, reporting CASCADE;"
+            "CREATE SCHEMA public AUTHORIZATION pg_database_owner;"
+            "GRANT USAGE ON SCHEMA public TO PUBLIC;",
+            user="postgres",
+        )
+
+
+def test_a_restore_with_a_session_still_connected_fails_and_changes_nothing(
+    seeded: PostgresCluster, dest: Path
+) -> None:
+    """Writers are stopped by the operator's restore flow; one still connected is named, not
+    ended, and the restore stops before the swap."""
+    path = take_backup(seeded, dest)
+    seeded.psql(DAMAGE_SQL)
+    damaged = database_fingerprint(seeded)
+    writer = subprocess.Popen(
+        ["psql", "-X", "-q", "-c", "SELECT pg_sleep(60)"],
+        env=seeded.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        result = run_cli("restore", path, "--yes", env=seeded.env())
+        assert writer.poll() is None, "the restore ended the writer's session"
+    finally:
+        writer.kill()
+        writer.wait()
+
+    assert_one_line_error(result, "rolled back", "is being accessed by other users", "stop what")
+    assert database_fingerprint(seeded) == damaged
+    assert databases(seeded) == {"postgres", "template0", "template1", "astats"}
+
+
+def test_a_staging_copy_left_by_a_killed_restore_is_dropped_by_the_next(
+    seeded: PostgresCluster, dest: Path
+) -> None:
+    path = take_backup(seeded, dest)
+    before = database_fingerprint(seeded)
+    seeded.psql(
+        f"CREATE DATABASE astats_astats_restore; "
+        f"COMMENT ON DATABASE astats_astats_restore IS {literal(STAGING_MARKER)}",
+        database="postgres",
+    )
+    seeded.psql(DAMAGE_SQL)
+
+    result = run_cli("restore", path, "--yes", env=seeded.env())
+
+    assert result.returncode == 0, result.stderr
+    assert database_fingerprint(seeded) == before
+    assert databases(seeded) == {"postgres", "template0", "template1", "astats"}

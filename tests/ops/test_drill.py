@@ -35,10 +35,10 @@ INSERT INTO public.alembic_version VALUES ('4f2a9c1d7e3b');
 CREATE TABLE public."odd name" (id int);
 INSERT INTO public."odd name" SELECT generate_series(1, 7);
 """
-# Sleeps before replaying, so a test can act while a drill's scratch database exists.
-SLOW_REPLAY = """#!{python}
+# Sleeps before loading, so a test can act while a drill's scratch database exists.
+SLOW_LOAD = """#!{python}
 import os, sys, time
-if "--clean" in sys.argv:
+if any(arg.startswith("--dbname=") for arg in sys.argv):
     time.sleep({seconds})
 os.execv("{real}", ["{real}", *sys.argv[1:]])
 """
@@ -65,16 +65,14 @@ def backup(pg: PostgresCluster, dest: Path) -> Path:
     return Path(result.stdout.strip())
 
 
-def slow_replay_env(pg: PostgresCluster, tmp_path: Path, seconds: float) -> dict[str, str]:
+def slow_load_env(pg: PostgresCluster, tmp_path: Path, seconds: float) -> dict[str, str]:
     bindir = tmp_path / "slow-bin"
     bindir.mkdir()
     for tool in ("pg_dump", "pg_restore", "psql"):
         real = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
         if tool == "pg_restore":
             wrapper = bindir / tool
-            wrapper.write_text(
-                SLOW_REPLAY.format(python=sys.executable, real=real, seconds=seconds)
-            )
+            wrapper.write_text(SLOW_LOAD.format(python=sys.executable, real=real, seconds=seconds))
             wrapper.chmod(0o755)
         else:
             (bindir / tool).symlink_to(real)
@@ -162,7 +160,7 @@ def test_a_scratch_database_left_by_a_killed_drill_is_dropped_by_the_next(
     app: PostgresCluster, dest: Path, tmp_path: Path
 ) -> None:
     backup(app, dest)
-    proc = start_drill(dest, slow_replay_env(app, tmp_path, 30))
+    proc = start_drill(dest, slow_load_env(app, tmp_path, 30))
     try:
         wait_for_scratch(app, proc)
         os.killpg(proc.pid, signal.SIGKILL)
@@ -201,7 +199,7 @@ def test_the_database_going_away_mid_drill_is_one_line_and_the_next_drill_cleans
     backup(own_cluster, dest)
     files = directory_state(dest)
     live = database_fingerprint(own_cluster)
-    proc = start_drill(dest, slow_replay_env(own_cluster, tmp_path, 3))
+    proc = start_drill(dest, slow_load_env(own_cluster, tmp_path, 3))
     try:
         wait_for_scratch(own_cluster, proc)
         own_cluster.stop("fast")
