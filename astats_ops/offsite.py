@@ -3,8 +3,10 @@
 Credentials come only from boto3's standard sources (environment, AWS_SHARED_CREDENTIALS_FILE,
 instance roles...). Each dump is uploaded with ``ChecksumSHA256`` (S3 rejects a body that does
 not match) and its hex digest as ``x-amz-meta-sha256``, then checked with ``head_object``.
-The ``.sha256`` sidecar is uploaded last and marks the remote copy as complete: a dump without
-its sidecar is re-uploaded on the next run. Nothing here ever deletes or changes a local file.
+The ``.counts.json`` row counts go with it (a restore drill of a downloaded copy compares
+against them), and the ``.sha256`` sidecar is uploaded last and marks the remote copy as
+complete: a dump without its sidecar is re-uploaded on the next run, and a complete copy
+without its counts gets them. Nothing here ever deletes or changes a local file.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from astats_ops.catalog import CHECKSUM_SUFFIX, BackupFile, parse_backup_name, read_checksum
+from astats_ops.catalog import (
+    CHECKSUM_SUFFIX,
+    COUNTS_SUFFIX,
+    BackupFile,
+    counts_path,
+    parse_backup_name,
+    read_checksum,
+)
 from astats_ops.errors import OpsError
 from astats_ops.retention import Plan, Policy, Snapshot, plan
 
@@ -112,15 +121,16 @@ def sync(client: S3Client, settings: OffsiteTarget, backups: Iterable[BackupFile
     for backup in backups:
         if not backup.verified:
             continue
-        if backup.name in present and backup.name + CHECKSUM_SUFFIX in present:
-            result.already_present.append(backup.name)
-            continue
+        complete = backup.name in present and backup.name + CHECKSUM_SUFFIX in present
         try:
-            upload(client, settings, backup)
+            if not complete:
+                upload(client, settings, backup)
+            elif backup.name + COUNTS_SUFFIX not in present:
+                _put_counts(client, settings, backup)
         except OpsError as exc:
             result.failed[backup.name] = str(exc)
-        else:
-            result.uploaded.append(backup.name)
+            continue
+        (result.already_present if complete else result.uploaded).append(backup.name)
     return result
 
 
@@ -149,6 +159,7 @@ def upload(client: S3Client, settings: OffsiteTarget, backup: BackupFile) -> Non
                 ExtraArgs={"Metadata": metadata, "ChecksumAlgorithm": "SHA256"},
             )
         _check_remote(client, settings, backup, digest)
+        _put_counts(client, settings, backup)
         client.put_object(
             Bucket=settings.bucket,
             Key=settings.key(backup.checksum_path.name),
@@ -160,6 +171,22 @@ def upload(client: S3Client, settings: OffsiteTarget, backup: BackupFile) -> Non
     except _storage_errors() as exc:
         raise OpsError(
             f"upload of {backup.name} to {settings.describe()} failed: {_describe_error(exc)}; "
+            "the local copy is kept and the upload is retried on the next run"
+        ) from exc
+
+
+def _put_counts(client: S3Client, settings: OffsiteTarget, backup: BackupFile) -> None:
+    """Upload the backup's row counts, if it has them (older backups do not)."""
+    counts = counts_path(backup.path)
+    try:
+        body = counts.read_bytes()
+    except FileNotFoundError:
+        return
+    try:
+        client.put_object(Bucket=settings.bucket, Key=settings.key(counts.name), Body=body)
+    except _storage_errors() as exc:
+        raise OpsError(
+            f"upload of {counts.name} to {settings.describe()} failed: {_describe_error(exc)}; "
             "the local copy is kept and the upload is retried on the next run"
         ) from exc
 
@@ -207,6 +234,7 @@ def prune_remote(
     for name in doomed:
         keys.append({"Key": settings.key(name)})
         keys.append({"Key": settings.key(name + CHECKSUM_SUFFIX)})
+        keys.append({"Key": settings.key(name + COUNTS_SUFFIX)})
     try:
         for start in range(0, len(keys), 1000):
             response = client.delete_objects(

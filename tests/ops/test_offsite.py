@@ -188,13 +188,14 @@ def test_backup_cli_with_s3_endpoint_and_credentials_file(
     retried = run_cli("upload", "--dest", dest, *s3_args, "--s3-endpoint-url", moto_server, env=env)
     assert retried.returncode == 0, retried.stderr
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="offsite")["Contents"]}
-    assert keys == {f"astats/{local[0].name}", f"astats/{local[0].name}.sha256"}
+    name = local[0].name
+    assert keys == {f"astats/{name}", f"astats/{name}.sha256", f"astats/{name}.counts.json"}
 
     second = run_cli("backup", "--dest", dest, *s3_args, "--s3-endpoint-url", moto_server, env=env)
     assert second.returncode == 0, second.stderr
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="offsite")["Contents"]}
     assert {f"astats/{b.name}" for b in scan(dest)} <= keys
-    assert len(keys) == 2 * len(scan(dest))
+    assert len(keys) == 3 * len(scan(dest))
 
 
 def test_sync_refuses_unverified_upload_call(s3: OffsiteTarget, dest: Path) -> None:
@@ -205,3 +206,53 @@ def test_sync_refuses_unverified_upload_call(s3: OffsiteTarget, dest: Path) -> N
     backup.checksum_path.unlink()
     with pytest.raises(OpsError, match="unverified"):
         upload(make_client(s3), s3, backup)
+
+
+def add_counts(dest: Path, stamp: str) -> Path:
+    counts = dest / f"astats-{stamp}.dump.counts.json"
+    counts.write_text(f'{{"version": 1, "dump": "astats-{stamp}.dump", "tables": []}}\n')
+    return counts
+
+
+def test_row_counts_go_offsite_with_their_dump_and_are_pruned_with_it(
+    s3: OffsiteTarget, dest: Path
+) -> None:
+    make_backup_files(dest, STAMPS[:3], broken=set())
+    counts = [add_counts(dest, stamp) for stamp in STAMPS[:2]]
+    client = make_client(s3)
+
+    assert sync(client, s3, scan(dest)).ok
+
+    for local in counts:
+        stored = client.get_object(Bucket=s3.bucket, Key=f"prod/db/{local.name}")["Body"].read()
+        assert stored == local.read_bytes()
+    assert f"astats-{STAMPS[2]}.dump.counts.json" not in remote_names(client, s3)
+    prune_remote(client, s3, Policy(keep_last=1))
+    assert sorted(remote_names(client, s3)) == [
+        f"astats-{STAMPS[2]}.dump",
+        f"astats-{STAMPS[2]}.dump.sha256",
+    ]
+
+
+def test_a_complete_copy_uploaded_without_its_counts_gets_them_and_nothing_else(
+    s3: OffsiteTarget, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_backup_files(dest, STAMPS[:1], broken=set())
+    client = make_client(s3)
+    assert sync(client, s3, scan(dest)).uploaded == [f"astats-{STAMPS[0]}.dump"]
+    counts = add_counts(dest, STAMPS[0])
+    put_keys: list[str] = []
+    original_put = client.put_object
+
+    def recording_put(**kwargs: object) -> object:
+        put_keys.append(str(kwargs["Key"]))
+        return original_put(**kwargs)
+
+    monkeypatch.setattr(client, "put_object", recording_put)
+    result = sync(client, s3, scan(dest))
+
+    assert result.ok and result.uploaded == []
+    assert result.already_present == [f"astats-{STAMPS[0]}.dump"]
+    assert put_keys == [f"prod/db/{counts.name}"]
+    stored = client.get_object(Bucket=s3.bucket, Key=f"prod/db/{counts.name}")["Body"].read()
+    assert stored == counts.read_bytes()
