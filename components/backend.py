@@ -8,8 +8,14 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import BackendSettings
-from components.container import Attachment, Mount, ServiceSpec, service_container
-from components.context import StackContext
+from components.container import (
+    Attachment,
+    Mount,
+    ServiceSpec,
+    StackContext,
+    loopback_port,
+    service_container,
+)
 from components.endpoint import DatabaseEndpoint
 from components.launcher import launcher_entrypoint, launcher_uploads
 from components.workers import uvicorn_workers
@@ -65,36 +71,28 @@ class Backend(pulumi.ComponentResource):
     ):
         super().__init__("astats:backend:Backend", name, None, opts)
         self.upstream = f"{BACKEND_ALIAS}:{settings.port}"
-        host_ports = (
-            [("127.0.0.1", settings.host_port, settings.port)] if settings.host_port else []
-        )
-        self.container = service_container(
-            "backend",
-            ServiceSpec(
-                service="backend",
-                image=image,
-                memory_mb=settings.memory_mb,
-                cpus=settings.cpus,
-                entrypoint=launcher_entrypoint(),
-                command=uvicorn_command(settings),
-                envs={**settings.env, "LOG_DIR": settings.log_dir},
-                uploads=launcher_uploads(
-                    {
-                        "DATABASE_URL": database.url(),
-                        "SECRET_KEY": secret_key,
-                    }
-                ),
-                mounts=[Mount(stack.volumes.backend_logs, settings.log_dir)],
-                networks=[
-                    Attachment(stack.networks.edge, aliases=[BACKEND_ALIAS]),
-                    Attachment(stack.networks.data),
-                ],
-                host_ports=host_ports,
-                health_test=http_health_test(settings.port, settings.health_path),
-                healthcheck=settings.healthcheck,
-                drains=True,
+        spec = ServiceSpec(
+            service="backend",
+            image=image,
+            limits=settings,
+            entrypoint=launcher_entrypoint(),
+            command=uvicorn_command(settings),
+            envs={**settings.env, "LOG_DIR": settings.log_dir},
+            uploads=launcher_uploads(
+                {
+                    "DATABASE_URL": database.url(),
+                    "SECRET_KEY": secret_key,
+                }
             ),
-            stack=stack,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+            mounts=[Mount(stack.volumes.backend_logs, settings.log_dir)],
+            networks=[
+                Attachment(stack.networks.edge, aliases=[BACKEND_ALIAS]),
+                Attachment(stack.networks.data),
+            ],
+            host_ports=loopback_port(settings.host_port, settings.port),
+            health_test=http_health_test(settings.port, settings.health_path),
+            healthcheck=settings.healthcheck,
+            drains=True,
         )
+        self.container = service_container(self, stack, spec, after=after)
         self.register_outputs({"container": self.container.name})

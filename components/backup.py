@@ -10,8 +10,7 @@ import pulumi_docker as docker
 
 from components.backend import LOG_FILE
 from components.config import BackupSettings, BuildSettings, Healthcheck
-from components.container import Attachment, Mount, ServiceSpec, service_container
-from components.context import StackContext
+from components.container import Attachment, Mount, ServiceSpec, StackContext, service_container
 from components.endpoint import DatabaseEndpoint
 from components.image import built_image
 from components.launcher import launcher_entrypoint, launcher_uploads
@@ -122,30 +121,25 @@ class Backups(pulumi.ComponentResource):
             # The data network is internal: offsite copies and alerts leave through the edge.
             if settings.s3 is not None or secrets.alert_webhook_url is not None:
                 networks.append(Attachment(stack.networks.edge))
-            self.container = service_container(
-                "scheduler",
-                ServiceSpec(
-                    service="backup",
-                    image=self.image,
-                    memory_mb=settings.memory_mb,
-                    cpus=settings.cpus,
-                    entrypoint=launcher_entrypoint(),
-                    command=schedule_command(settings, LOG_FILE),
-                    envs=endpoint.libpq_env(),
-                    uploads=launcher_uploads(secrets.files(endpoint.password)),
-                    mounts=[
-                        Mount(stack.volumes.backups, BACKUPS_MOUNT),
-                        Mount(stack.volumes.backend_logs, LOGS_MOUNT),
-                    ],
-                    networks=networks,
-                    health_test=health_command(settings),
-                    healthcheck=SCHEDULE_HEALTHCHECK,
-                    exclusive=True,
-                    # Rotating LATEST_LOG.txt means truncating a file the backend's own user
-                    # owns, whatever uid that is in the real image: only root can.
-                    user="0:0",
-                ),
-                stack=stack,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+            spec = ServiceSpec(
+                service="backup",
+                image=self.image,
+                limits=settings,
+                entrypoint=launcher_entrypoint(),
+                command=schedule_command(settings, LOG_FILE),
+                envs=endpoint.libpq_env(),
+                uploads=launcher_uploads(secrets.files(endpoint.password)),
+                mounts=[
+                    Mount(stack.volumes.backups, BACKUPS_MOUNT),
+                    Mount(stack.volumes.backend_logs, LOGS_MOUNT),
+                ],
+                networks=networks,
+                health_test=health_command(settings),
+                healthcheck=SCHEDULE_HEALTHCHECK,
+                exclusive=True,
+                # Rotating LATEST_LOG.txt means truncating a file the backend's own user
+                # owns, whatever uid that is in the real image: only root can.
+                user="0:0",
             )
+            self.container = service_container(self, stack, spec, name="scheduler", after=after)
         self.register_outputs({"image": self.image})

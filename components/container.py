@@ -1,4 +1,5 @@
-"""The one place where a service becomes a `docker.Container` with the operators' defaults.
+"""The one place where a service becomes a `docker.Container` with the operators' defaults,
+and what every service of one stack shares (`StackContext`).
 
 Every long-running container gets the contract labels, json-file log rotation, a restart policy,
 a memory and cpu limit, `no-new-privileges`, and a healthcheck that `pulumi up` waits for, with a
@@ -9,18 +10,66 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pulumi
 import pulumi_docker as docker
 
-from components.config import Healthcheck
-from components.context import StackContext
+from components.config import Healthcheck, LoggingSettings, StackSettings
 from components.docker_values import docker_cpus, docker_duration
 
 WAIT_MARGIN_S = 30
 RESTART_POLICY = "unless-stopped"
 STOP_GRACE_S = 30
 DRAIN_ENV = "ASTATS_DRAIN_SECONDS"
+
+
+@dataclass(frozen=True)
+class NetworkNames:
+    edge: pulumi.Input[str]
+    """nginx, frontend and backend; the way out for offsite copies and alerts."""
+    data: pulumi.Input[str]
+    """The database and whoever talks to it; internal, no route out."""
+
+
+@dataclass(frozen=True)
+class VolumeNames:
+    pgdata: pulumi.Input[str]
+    backups: pulumi.Input[str]
+    backend_logs: pulumi.Input[str]
+
+
+def docker_name(stack: str, role: str) -> str:
+    """`astats-<stack>-<role>`: how the stack's networks, volumes, images and jobs are named."""
+    return f"astats-{stack}-{role}"
+
+
+def drain_seconds(settings: StackSettings) -> int:
+    # An old backend or frontend keeps serving after its stop until nginx has re-resolved
+    # the name to the replacement (its DNS cache counts whole seconds: valid + 1).
+    return settings.nginx.resolver_valid_s + 2
+
+
+@dataclass(frozen=True)
+class StackContext:
+    """What every service of one stack is given besides its own settings and inputs."""
+
+    name: str
+    """The stack (dev, staging, prod): part of every Docker name and the `astats.stack` label."""
+    networks: NetworkNames
+    volumes: VolumeNames
+    logging: LoggingSettings
+    drain_s: int
+    """Seconds a web service keeps serving after a stop, so nginx can move on first."""
+
+    @classmethod
+    def of(
+        cls, name: str, settings: StackSettings, networks: NetworkNames, volumes: VolumeNames
+    ) -> StackContext:
+        return cls(name, networks, volumes, settings.logging, drain_seconds(settings))
+
+    def docker_name(self, role: str) -> str:
+        return docker_name(self.name, role)
 
 
 @dataclass(frozen=True)
@@ -49,14 +98,23 @@ class Upload:
     mode: str = "0444"
 
 
+class Limits(Protocol):
+    """What every service's settings slice sets: its memory and cpu limit."""
+
+    @property
+    def memory_mb(self) -> int: ...
+
+    @property
+    def cpus(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """What differs between services; everything else is decided by `service_container`."""
 
     service: str
     image: pulumi.Input[str]
-    memory_mb: int
-    cpus: float
+    limits: Limits
     health_test: Sequence[str]
     healthcheck: Healthcheck
     command: Sequence[pulumi.Input[str]] = ()
@@ -85,14 +143,21 @@ def contract_labels(stack: str, service: str | None = None) -> dict[str, str]:
     return {"astats.stack": stack} | ({"astats.service": service} if service is not None else {})
 
 
+def loopback_port(host_port: int | None, port: int) -> list[tuple[str, int, int]]:
+    """A port published on the host's loopback for debugging, when one is configured."""
+    return [("127.0.0.1", host_port, port)] if host_port else []
+
+
 def service_container(
-    name: str,
+    owner: pulumi.Resource,
+    stack: StackContext,
     spec: ServiceSpec,
     *,
-    stack: StackContext,
-    opts: pulumi.ResourceOptions,
+    name: str | None = None,
+    after: Sequence[pulumi.Resource] = (),
 ) -> docker.Container:
-    """Register the container for `spec` under the component that owns it (`opts.parent`)."""
+    """Register the container for `spec` as a child of `owner`, started once `after` is done;
+    its logical name is the service's unless `name` is given."""
     check = spec.healthcheck
     envs = dict(spec.envs)
     drain_s = stack.drain_s if spec.drains else 0
@@ -102,16 +167,15 @@ def service_container(
     # scheduler), are removed before their replacement starts; the rest are replaced
     # create-before-delete, so a healthy successor exists before the old one goes.
     exclusive = spec.exclusive or bool(spec.host_ports)
-    options = pulumi.ResourceOptions.merge(
-        opts,
-        pulumi.ResourceOptions(
-            delete_before_replace=exclusive,
-            # The upstream provider has been seen to ignore healthcheck edits in place.
-            replace_on_changes=["healthcheck"],
-        ),
+    options = pulumi.ResourceOptions(
+        parent=owner,
+        depends_on=list(after),
+        delete_before_replace=exclusive,
+        # The upstream provider has been seen to ignore healthcheck edits in place.
+        replace_on_changes=["healthcheck"],
     )
     return docker.Container(
-        name,
+        name or spec.service,
         image=spec.image,
         command=list(spec.command) or None,
         entrypoints=list(spec.entrypoint) or None,
@@ -121,9 +185,9 @@ def service_container(
             for k, v in sorted(contract_labels(stack.name, spec.service).items())
         ],
         restart=RESTART_POLICY,
-        memory=spec.memory_mb,
-        memory_swap=spec.memory_mb,
-        cpus=docker_cpus(spec.cpus),
+        memory=spec.limits.memory_mb,
+        memory_swap=spec.limits.memory_mb,
+        cpus=docker_cpus(spec.limits.cpus),
         shm_size=spec.shm_size_mb,
         user=spec.user,
         security_opts=["no-new-privileges:true"],

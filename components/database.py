@@ -6,8 +6,14 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import DatabaseSettings
-from components.container import Attachment, Mount, ServiceSpec, Upload, service_container
-from components.context import StackContext
+from components.container import (
+    Attachment,
+    Mount,
+    ServiceSpec,
+    StackContext,
+    Upload,
+    service_container,
+)
 from components.endpoint import DatabaseEndpoint
 from components.image import referenced_image
 
@@ -42,28 +48,23 @@ class Database(pulumi.ComponentResource):
             host=DB_ALIAS, name=settings.name, user=settings.user, password=password
         )
         image = referenced_image("image", reference=settings.image, opts=child)
-        self.container = service_container(
-            "db",
-            ServiceSpec(
-                service="db",
-                image=image,
-                memory_mb=settings.memory_mb,
-                cpus=settings.cpus,
-                shm_size_mb=settings.shm_size_mb,
-                envs={
-                    "POSTGRES_DB": settings.name,
-                    "POSTGRES_USER": settings.user,
-                    "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
-                    "PGDATA": PGDATA,
-                },
-                uploads=[Upload(PASSWORD_FILE, password)],
-                mounts=[Mount(stack.volumes.pgdata, PGDATA)],
-                networks=[Attachment(stack.networks.data, aliases=[DB_ALIAS])],
-                health_test=pg_isready_test(settings),
-                healthcheck=settings.healthcheck,
-                exclusive=True,
-            ),
-            stack=stack,
-            opts=child,
+        spec = ServiceSpec(
+            service="db",
+            image=image,
+            limits=settings,
+            shm_size_mb=settings.shm_size_mb,
+            envs={
+                "POSTGRES_DB": settings.name,
+                "POSTGRES_USER": settings.user,
+                "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
+                "PGDATA": PGDATA,
+            },
+            uploads=[Upload(PASSWORD_FILE, password)],
+            mounts=[Mount(stack.volumes.pgdata, PGDATA)],
+            networks=[Attachment(stack.networks.data, aliases=[DB_ALIAS])],
+            health_test=pg_isready_test(settings),
+            healthcheck=settings.healthcheck,
+            exclusive=True,
         )
+        self.container = service_container(self, stack, spec)
         self.register_outputs({"container": self.container.name, "host": DB_ALIAS})

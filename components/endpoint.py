@@ -16,14 +16,15 @@ def libpq_env(*, host: str, name: str, user: str, port: int = POSTGRES_PORT) -> 
     return {"PGHOST": host, "PGPORT": str(port), "PGUSER": user, "PGDATABASE": name}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatabaseEndpoint:
     host: str
+    """The database's alias on the data network."""
+    port: int = POSTGRES_PORT
     name: str
     user: str
     password: pulumi.Output[str]
     """Secret; it travels on stdin or in a file, never in a container's environment."""
-    port: int = POSTGRES_PORT
 
     def url(self) -> pulumi.Output[str]:
         """DATABASE_URL for SQLAlchemy and Alembic, the password percent-encoded."""

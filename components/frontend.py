@@ -6,8 +6,13 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import FrontendSettings
-from components.container import Attachment, ServiceSpec, service_container
-from components.context import StackContext
+from components.container import (
+    Attachment,
+    ServiceSpec,
+    StackContext,
+    loopback_port,
+    service_container,
+)
 from components.launcher import launcher_entrypoint, launcher_uploads
 
 FRONTEND_ALIAS = "frontend"
@@ -37,33 +42,25 @@ class Frontend(pulumi.ComponentResource):
     ):
         super().__init__("astats:frontend:Frontend", name, None, opts)
         self.upstream = f"{FRONTEND_ALIAS}:{settings.port}"
-        host_ports = (
-            [("127.0.0.1", settings.host_port, settings.port)] if settings.host_port else []
+        spec = ServiceSpec(
+            service="frontend",
+            image=image,
+            limits=settings,
+            envs={
+                **settings.env,
+                "NODE_ENV": "production",
+                "PORT": str(settings.port),
+                "HOSTNAME": "0.0.0.0",
+            },
+            networks=[Attachment(stack.networks.edge, aliases=[FRONTEND_ALIAS])],
+            host_ports=loopback_port(settings.host_port, settings.port),
+            health_test=node_health_test(settings.port, settings.health_path),
+            healthcheck=settings.healthcheck,
+            entrypoint=launcher_entrypoint(),
+            # Docker drops an image's CMD once the entrypoint is overridden.
+            command=settings.command,
+            uploads=launcher_uploads({}),
+            drains=True,
         )
-        self.container = service_container(
-            "frontend",
-            ServiceSpec(
-                service="frontend",
-                image=image,
-                memory_mb=settings.memory_mb,
-                cpus=settings.cpus,
-                envs={
-                    **settings.env,
-                    "NODE_ENV": "production",
-                    "PORT": str(settings.port),
-                    "HOSTNAME": "0.0.0.0",
-                },
-                networks=[Attachment(stack.networks.edge, aliases=[FRONTEND_ALIAS])],
-                host_ports=host_ports,
-                health_test=node_health_test(settings.port, settings.health_path),
-                healthcheck=settings.healthcheck,
-                entrypoint=launcher_entrypoint(),
-                # Docker drops an image's CMD once the entrypoint is overridden.
-                command=settings.command,
-                uploads=launcher_uploads({}),
-                drains=True,
-            ),
-            stack=stack,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.container = service_container(self, stack, spec)
         self.register_outputs({"container": self.container.name})

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.container import contract_labels
+from components.container import contract_labels, docker_name
 
 # Reads one line (the secret) from stdin into the variable named by $0, then execs the job:
 # the secret never appears in an argument list, the container's configuration, or the state.
@@ -46,7 +46,7 @@ def docker_run_argv(job: JobSpec, image: str, network: str, volumes: Sequence[st
         "run",
         "--rm",
         "--interactive",
-        f"--name=astats-{job.stack}-{job.name}",
+        f"--name={docker_name(job.stack, job.name)}",
         f"--network={network}",
         f"--memory={job.memory_mb}m",
         "--security-opt=no-new-privileges:true",

@@ -10,7 +10,7 @@ import pulumi_command as command
 
 from components.backup import BACKUPS_MOUNT
 from components.config import BackendSettings, DatabaseSettings
-from components.context import StackContext
+from components.container import StackContext
 from components.endpoint import DatabaseEndpoint, libpq_env
 from components.jobs import JobSpec, docker_run_command
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from components.container import contract_labels
-from components.context import NetworkNames, docker_name
+from components.container import NetworkNames, contract_labels, docker_name
 
 
 class Networks(pulumi.ComponentResource):
@@ -20,7 +19,8 @@ class Networks(pulumi.ComponentResource):
         super().__init__("astats:network:Networks", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = [
-            docker.NetworkLabelArgs(label=k, value=v) for k, v in contract_labels(stack).items()
+            docker.NetworkLabelArgs(label=k, value=v)
+            for k, v in sorted(contract_labels(stack).items())
         ]
         self.edge = docker.Network(
             "edge", name=docker_name(stack, "edge"), labels=labels, opts=child

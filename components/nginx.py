@@ -9,8 +9,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import NginxSettings
-from components.container import Attachment, ServiceSpec, Upload, service_container
-from components.context import StackContext
+from components.container import Attachment, ServiceSpec, StackContext, Upload, service_container
 from components.image import referenced_image
 from components.nginx_conf import Upstreams, render_nginx_conf
 
@@ -43,20 +42,15 @@ class Nginx(pulumi.ComponentResource):
             settings, api_prefixes, upstreams, listen_port=LISTEN_PORT
         )
         image = referenced_image("image", reference=settings.image, opts=child)
-        self.container = service_container(
-            "nginx",
-            ServiceSpec(
-                service="nginx",
-                image=image,
-                memory_mb=settings.memory_mb,
-                cpus=settings.cpus,
-                uploads=[Upload(CONFIG_PATH, self.config_text)],
-                networks=[Attachment(stack.networks.edge)],
-                host_ports=[(settings.bind_address, settings.http_port, LISTEN_PORT)],
-                health_test=nginx_health_test(),
-                healthcheck=settings.healthcheck,
-            ),
-            stack=stack,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        spec = ServiceSpec(
+            service="nginx",
+            image=image,
+            limits=settings,
+            uploads=[Upload(CONFIG_PATH, self.config_text)],
+            networks=[Attachment(stack.networks.edge)],
+            host_ports=[(settings.bind_address, settings.http_port, LISTEN_PORT)],
+            health_test=nginx_health_test(),
+            healthcheck=settings.healthcheck,
         )
+        self.container = service_container(self, stack, spec, after=after)
         self.register_outputs({"container": self.container.name})

@@ -11,7 +11,7 @@ import pulumi
 from components.backend import Backend
 from components.backup import Backups, BackupSecrets
 from components.config import StackConfig
-from components.context import StackContext
+from components.container import StackContext
 from components.database import Database
 from components.frontend import Frontend
 from components.image import app_image

@@ -6,8 +6,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import StackSettings
-from components.container import contract_labels
-from components.context import VolumeNames, docker_name
+from components.container import VolumeNames, contract_labels, docker_name
 
 
 class Volumes(pulumi.ComponentResource):

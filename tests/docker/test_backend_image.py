@@ -38,9 +38,11 @@ from components.backend import BACKEND_ALIAS, Backend, uvicorn_command
 from components.config import BackendSettings, BuildSettings, Healthcheck, LoggingSettings
 from components.container import (
     STOP_GRACE_S,
+    NetworkNames,
+    StackContext,
+    VolumeNames,
     wait_timeout_s,
 )
-from components.context import NetworkNames, StackContext, VolumeNames
 from components.database import DB_ALIAS
 from components.endpoint import DatabaseEndpoint
 from components.jobs import docker_run_argv
