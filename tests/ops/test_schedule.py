@@ -85,7 +85,8 @@ def test_one_run_backs_up_prunes_uploads_rotates_and_reports_healthy(
     assert len(backups) == 2 and all(b.verified for b in backups)
     assert state["last_backup"] == str(backups[-1].path)
     remote = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="nightly")["Contents"])
-    assert remote == sorted(n for b in backups for n in (b.name, b.name + ".sha256"))
+    sidecars = (".sha256", ".counts.json")
+    assert remote == sorted(n for b in backups for n in (b.name, *(b.name + s for s in sidecars)))
     assert (tmp_path / "LATEST_LOG.txt.1").read_text().count("request served") == 200
     assert log.read_text() == ""
     assert set(state["steps"]) == {"backup", "drill", "prune", "offsite", "rotate-log"}
