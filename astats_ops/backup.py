@@ -8,10 +8,10 @@ the same snapshot. The file is then synced, checked with ``pg_restore --list``, 
 before it is renamed to its final name. Any failure or interruption removes what this run
 created and nothing else.
 
-Streamed, the archive records no data offsets; restore replays it front to back anyway (one
-transaction through psql), so nothing is lost. The compression level is a deliberate choice:
-zlib level 1 costs pg_dump a fraction of the default level's CPU for a dump a few per cent
-larger.
+Streamed, the archive records no data offsets; ``pg_restore --jobs`` still restores it in
+parallel (see :mod:`astats_ops.archive`), so nothing is lost. The compression level is a
+deliberate choice: zlib level 1 costs pg_dump a fraction of the default level's CPU for a dump a
+few per cent larger.
 """
 
 from __future__ import annotations
