@@ -3,7 +3,8 @@
 1. choose the backup and check its checksum (a bad one stops here, nothing touched);
 2. confirm (on a TTY, or ``--yes``);
 3. stop the writers (the running backend containers);
-4. restore through the scheduler (``astats_ops restore``: one transaction, all or nothing);
+4. restore through the scheduler (``astats_ops restore``: loaded into a staging copy,
+   swapped in only when complete, so all or nothing);
 5. start the writers again and wait until they are healthy.
 
 A failed restore leaves the writers stopped, because the database may not be what they expect,
@@ -140,15 +141,15 @@ def run_restore(
         steps.say("writers stopped")
     else:
         steps.say("no backend was running; nothing to stop")
-    steps.say(f"restoring {entry.name} into {database} (one transaction)")
+    steps.say(f"restoring {entry.name} into {database} (a staging copy, swapped in when complete)")
     result = run_ops(job, ["restore", "--yes", entry.path])
     if not result.ok:
         steps.say(f"restore failed: {result.error_text()}", style="bold red")
         names = " ".join(w.name or "" for w in writers)
         steps.say(
-            "the backend is left stopped; the restore runs in one transaction, so the database "
-            "is as it was before. Fix the cause and run astats restore again, or bring the "
-            f"backend back as it is: docker start {names}".rstrip(),
+            "the backend is left stopped; the restore swaps in only a complete copy, so "
+            "the database is as it was before. Fix the cause and run astats restore again, "
+            f"or bring the backend back as it is: docker start {names}".rstrip(),
             style="bold red",
         )
         return 1
