@@ -7,6 +7,7 @@ resolves the names needed for file names, ``--dbname`` and error messages, and f
 from __future__ import annotations
 
 import getpass
+import glob
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from astats_ops.errors import OpsError
 
+DEBIAN_VERSIONS_DIR = "/usr/lib/postgresql"
 CONNECTION_HINT = "check PGHOST/PGPORT and that the database server is running"
 AUTH_HINT = "check PGUSER and PGPASSWORD (or PGPASSFILE)"
 
@@ -60,7 +62,19 @@ def find_tool(name: str, env: Mapping[str, str] | None = None) -> str:
     found = shutil.which(name, path=env.get("PATH"))
     if found is None:
         raise OpsError(f"{name} not found on PATH; install the PostgreSQL client tools")
-    return found
+    return past_the_wrapper(found, name)
+
+
+def past_the_wrapper(found: str, name: str, versions_dir: str = DEBIAN_VERSIONS_DIR) -> str:
+    """Debian's /usr/bin/pg_* are links to pg_wrapper, a Perl script that picks a version on
+    each call (about 50 ms, several times per backup, restore and drill; the postgres images
+    put these links first on PATH). With exactly one version installed, that version's own
+    binary is what the wrapper would run: use it directly."""
+    if os.path.basename(os.path.realpath(found)) != "pg_wrapper":
+        return found
+    candidates = glob.glob(os.path.join(glob.escape(versions_dir), "*", "bin", name))
+    runnable = [path for path in candidates if os.access(path, os.X_OK)]
+    return runnable[0] if len(runnable) == 1 else found
 
 
 def connection_hint(error_text: str) -> str:

@@ -315,7 +315,7 @@ def test_a_restore_with_a_session_still_connected_fails_and_changes_nothing(
     damaged = database_fingerprint(seeded)
     writer = subprocess.Popen(
         ["psql", "-X", "-q", "-c", "SELECT pg_sleep(60)"],
-        env=seeded.env(),
+        env={**seeded.env(), "PGAPPNAME": "astats-test-writer"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -325,6 +325,14 @@ def test_a_restore_with_a_session_still_connected_fails_and_changes_nothing(
     finally:
         writer.kill()
         writer.wait()
+        # The server does not notice a killed client during pg_sleep: end its session too, or
+        # it would still hold the database when the next test restores.
+        seeded.psql(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE application_name = 'astats-test-writer'",
+            user="postgres",
+            database="postgres",
+        )
 
     assert_one_line_error(result, "rolled back", "is being accessed by other users", "stop what")
     assert database_fingerprint(seeded) == damaged
