@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from astats_ops.errors import OpsError
 
 DEBIAN_VERSIONS_DIR = "/usr/lib/postgresql"
+DISK_FULL_HINT = "the database server's disk is full: free space where its data lives"
 CONNECTION_HINT = "check PGHOST/PGPORT and that the database server is running"
 AUTH_HINT = "check PGUSER and PGPASSWORD (or PGPASSFILE)"
 
@@ -80,12 +81,18 @@ def past_the_wrapper(found: str, name: str, versions_dir: str = DEBIAN_VERSIONS_
 def connection_hint(error_text: str) -> str:
     """What the operator should check, judging by a pg_* tool's error text."""
     lowered = error_text.lower()
+    # PostgreSQL says a full disk two ways: ENOSPC's own text, or a short write's hint.
+    if "no space left on device" in lowered or "check free disk space" in lowered:
+        return DISK_FULL_HINT
     if re.search(r'database "[^"]*" does not exist', lowered):
         return "check PGDATABASE"
     if "password" in lowered or "authentication" in lowered or "role" in lowered:
         return AUTH_HINT
     if (
         "connection to server" in lowered
+        or "server closed the connection" in lowered
+        or "terminating connection due to unexpected postmaster exit" in lowered
+        or "terminating connection due to administrator command" in lowered
         or "could not connect" in lowered
         or "could not translate host" in lowered
         or "timeout expired" in lowered

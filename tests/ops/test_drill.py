@@ -243,7 +243,7 @@ def test_a_disk_filling_during_a_drill_fails_it_and_drops_the_copy(
         try:
             result = run_cli("drill", "--dest", dest, "--drill-tablespace", "drills", env=app.env())
 
-            assert_one_line_error(result, "drill failed", "no space left on device")
+            assert_one_line_error(result, "drill failed", "disk is full")
             assert SCRATCH not in databases(app)
         finally:
             app.psql("DROP TABLESPACE drills", user="postgres", database="postgres")

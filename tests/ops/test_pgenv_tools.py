@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from astats_ops.pgenv import find_tool, past_the_wrapper
+from astats_ops.pgenv import connection_hint, find_tool, past_the_wrapper
 from tests.support.ci import unavailable
 
 
@@ -56,3 +56,25 @@ def test_this_hosts_debian_client_is_found_past_its_wrapper() -> None:
         unavailable("Debian's postgresql-client (/usr/bin/pg_restore -> pg_wrapper) is missing")
     found = find_tool("pg_restore", {"PATH": "/usr/bin:/bin"})
     assert Path(found).parent.parent.parent == Path("/usr/lib/postgresql"), found
+
+
+def test_a_full_database_disk_is_named_in_both_of_postgresqls_wordings() -> None:
+    enospc = 'ERROR:  could not extend file "base/1/2": No space left on device'
+    short_write = (
+        'ERROR:  could not extend file "pg_tblspc/1/2": wrote only 4096 of 8192 bytes at '
+        "block 2; HINT:  Check free disk space."
+    )
+    for text in (enospc, short_write):
+        assert "disk is full" in connection_hint(text)
+    assert "disk is full" not in connection_hint('FATAL:  database "x" does not exist')
+
+
+def test_a_server_that_went_away_mid_session_points_at_the_server() -> None:
+    for text in (
+        "pg_restore: error: server closed the connection unexpectedly",
+        "FATAL:  terminating connection due to unexpected postmaster exit",
+        "FATAL:  terminating connection due to administrator command",
+    ):
+        assert (
+            connection_hint(text) == "check PGHOST/PGPORT and that the database server is running"
+        )
