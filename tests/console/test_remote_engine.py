@@ -22,9 +22,10 @@ import pytest
 from docker.client import DockerClient
 
 from tests.console.conftest import Images
-from tests.console.helpers import ASTATS, astats
+from tests.console.helpers import ASTATS, WAIT_S, astats
 from tests.console.ministack import MiniStack, health
 from tests.support.ci import unavailable
+from tests.support.terminal import Terminal
 
 ALIAS = "astats-remote"  # a Host in the ssh config; its Port is there, not in DOCKER_HOST
 LOCAL_ENGINE = "unix:///var/run/docker.sock"
@@ -263,12 +264,41 @@ def test_psql_and_shell_over_ssh_go_through_the_docker_cli(
     assert "shell says 42" in shell.stdout
 
 
+def test_interactive_psql_and_shell_over_ssh_get_a_terminal(
+    ministack: MiniStack, console_images: Images, remote: Remote
+) -> None:
+    """On a TTY, as an operator types: ``docker exec -it`` over ssh, a prompt, an answer, and
+    the session's own exit code back."""
+    db = ministack.database(console_images.postgres)
+    ministack.wait_for(db, "healthy")
+    env = {**remote.env(f"ssh://{ALIAS}"), "TERM": "dumb", "PAGER": "cat"}
+    # psql's own arguments pass through; the pager runs in the container.
+    psql_argv = [ASTATS, "--stack", ministack.name, "psql", "-P", "pager=off"]
+    psql = Terminal(psql_argv, env, wait_s=WAIT_S)
+    try:
+        psql.expect("=#")
+        psql.type("select 40 + 2 as answer;\n")
+        assert "42" in psql.expect("=#")
+        psql.type("\\q\n")
+        assert psql.wait() == 0
+    finally:
+        psql.close()
+    shell = Terminal([ASTATS, "--stack", ministack.name, "shell", "db"], env, wait_s=WAIT_S)
+    try:
+        shell.expect("# ")
+        shell.type("tty; echo shell says $((40 + 2)); exit 3\n")
+        shell.expect("shell says 42")
+        assert shell.wait() == 3
+    finally:
+        shell.close()
+    assert "/dev/pts/" in shell.output, shell.output
+    assert "not a tty" not in shell.output
+
+
 def test_an_unreachable_ssh_host_is_one_line_naming_docker_host(remote: Remote) -> None:
     """ssh's own reason, not the SDK's broken pipe, and not ssh's line ahead of astats' own."""
     closed = f"ssh://root@127.0.0.1:{free_port()}"
-    started = time.monotonic()
     result = remote.astats(closed, "any", "status")
-    assert time.monotonic() - started < 15
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
