@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +36,11 @@ def webhook_url(env: Mapping[str, str]) -> str | None:
 
 def post_alert(url: str, payload: Mapping[str, Any], *, deadline_s: float = DEADLINE_S) -> Delivery:
     """POST ``payload`` as JSON; retried on errors and non-2xx answers within the deadline."""
+    # Imported here: urllib.request brings http.client, ssl and email, a fifth of the start-up
+    # time of every astats_ops command (the healthcheck, a restore), and only alerts need it.
+    import urllib.error
+    import urllib.request
+
     body = json.dumps(payload).encode()
     give_up = time.monotonic() + deadline_s
     error = "not attempted"

@@ -9,6 +9,7 @@ it existed have none).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from astats_ops.errors import OpsError
+from astats_ops.snapshot import TableRows, parse_table_rows
 
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 DUMP_SUFFIX = ".dump"
@@ -76,6 +78,18 @@ def checksum_path(dump: Path) -> Path:
 
 def counts_path(dump: Path) -> Path:
     return dump.with_name(dump.name + COUNTS_SUFFIX)
+
+
+def recorded_counts(dump: Path) -> dict[int, TableRows]:
+    """The row counts taken in the dump's snapshot, by table oid; none for an older backup."""
+    try:
+        recorded = json.loads(counts_path(dump).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise OpsError(f"unreadable row counts {counts_path(dump).name}: {exc}") from exc
+    tables = parse_table_rows(json.dumps(recorded.get("tables", [])))
+    return {table.oid: table for table in tables}
 
 
 def sha256_of(path: Path) -> str:

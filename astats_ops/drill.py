@@ -29,8 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from astats_ops.archive import TocTable, load, missing_tables, toc_tables, tool_output
-from astats_ops.catalog import BackupFile, counts_path, scan
+from astats_ops.archive import (
+    TocTable,
+    large_tables,
+    load,
+    missing_tables,
+    toc_tables,
+    tool_output,
+)
+from astats_ops.catalog import BackupFile, recorded_counts, scan
 from astats_ops.errors import OpsError
 from astats_ops.fsutil import atomic_write_text
 from astats_ops.pgenv import PgTarget, find_tool
@@ -109,7 +116,7 @@ def _drill(backup: BackupFile, env: dict[str, str], tablespace: str | None) -> D
     live = PgTarget.from_env(env)
     psql = find_tool("psql", env)
     pg_restore = find_tool("pg_restore", env)
-    recorded = _recorded_counts(backup.path)
+    recorded = recorded_counts(backup.path)
     toc = toc_tables(pg_restore, backup.path, env, recorded)
     versions = _archive_alembic_versions(pg_restore, backup.path, env, toc)
     copy = scratch_database(live.database)
@@ -119,7 +126,7 @@ def _drill(backup: BackupFile, env: dict[str, str], tablespace: str | None) -> D
     scratch_env = {**env, "PGDATABASE": scratch.database}
     with created(psql, env, copy, drop_after=True, tablespace=tablespace):
         started = time.monotonic()
-        load(backup.path, scratch, pg_restore, scratch_env)
+        load(backup.path, scratch, pg_restore, scratch_env, split=large_tables(toc, recorded))
         restore_seconds = round(time.monotonic() - started, 1)
         with psql_session(psql, scratch_env, scratch.database) as session:
             rows_checked = _check_copy(session, backup, toc, recorded)
@@ -139,17 +146,6 @@ def _drill(backup: BackupFile, env: dict[str, str], tablespace: str | None) -> D
         alembic_version=",".join(versions) if versions else None,
         error=None,
     )
-
-
-def _recorded_counts(dump: Path) -> dict[int, TableRows]:
-    try:
-        recorded = json.loads(counts_path(dump).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise OpsError(f"unreadable row counts {counts_path(dump).name}: {exc}") from exc
-    tables = parse_table_rows(json.dumps(recorded.get("tables", [])))
-    return {table.oid: table for table in tables}
 
 
 def _archive_alembic_versions(

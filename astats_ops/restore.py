@@ -1,9 +1,10 @@
 """``restore``: put the database back exactly as it was when a verified backup was taken.
 
 The checksum is checked before anything touches the server. The archive is then loaded with
-parallel ``pg_restore --jobs`` into a new staging database ``<database>_astats_restore``, created
-like the live one (owner, encoding, locale, tablespace) and marked with a comment, and checked:
-every table in the archive's table of contents must exist. Only then, in ONE transaction, the
+parallel ``pg_restore --jobs`` (a large table's rows over several sessions) into a new staging
+database ``<database>_astats_restore``, created like the live one (owner, encoding, locale,
+tablespace) and marked with a comment, and checked: every table in the archive's table of
+contents must exist. Only then, in ONE transaction, the
 staging database takes over the live one's settings, grants, connection limit and comment, and
 the two are swapped by renaming (the live one to ``<database>_astats_replaced``, dropped right
 after). Any failure before the swap drops the staging copy and leaves the live database as it
@@ -19,8 +20,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from astats_ops.archive import TocTable, load, missing_tables, toc_tables
-from astats_ops.catalog import checksum_path, read_checksum, sha256_of
+from astats_ops.archive import TocTable, large_tables, load, missing_tables, toc_tables
+from astats_ops.catalog import checksum_path, read_checksum, recorded_counts, sha256_of
 from astats_ops.errors import OpsError
 from astats_ops.pgenv import PgTarget, find_tool
 from astats_ops.scratch import MarkedDatabase, created, ident, literal, maintenance_session, run
@@ -138,12 +139,14 @@ def swap_in(dump: Path, live: PgTarget, pg_restore: str, psql: str, env: Mapping
     )
     if live.database in (staging.name, replaced.name):
         raise OpsError(f"refusing to restore into {live.describe()}: its name is reserved")
-    listing = Background(lambda: toc_tables(pg_restore, dump, env))
+    recorded = recorded_counts(dump)
+    listing = Background(lambda: toc_tables(pg_restore, dump, env, recorded))
     target = PgTarget(live.host, live.port, live.user, staging.name)
     with created(psql, env, staging, drop_after=False, like=live.database, leftovers=[replaced]):
         try:
-            load(dump, target, pg_restore, env)
-            _check_tables(psql, env, target, listing.result())
+            toc = listing.result()
+            load(dump, target, pg_restore, env, split=large_tables(toc, recorded))
+            _check_tables(psql, env, target, toc)
             not_dropped = _swap(psql, env, live, staging, replaced)
         except OpsError as exc:
             raise OpsError(

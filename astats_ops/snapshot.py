@@ -42,15 +42,21 @@ _PSQL_PREFIX = re.compile(r"^psql:<stdin>:\d+: ", re.MULTILINE)
 
 
 @dataclass(frozen=True)
-class TableRows:
+class Table:
+    """A table as a dump knows it: its oid in the dumped database, and its name."""
+
     oid: int
     schema: str
     table: str
-    rows: int | None
 
     @property
     def name(self) -> str:
         return f"{self.schema}.{self.table}"
+
+
+@dataclass(frozen=True)
+class TableRows(Table):
+    rows: int | None
 
 
 class PsqlSession:
@@ -77,7 +83,7 @@ class PsqlSession:
         return None
 
     def error_text(self) -> str:
-        return tool_error_text(_PSQL_PREFIX.sub("", self.tool.stderr_text()), "psql")
+        return psql_error_text(self.tool.stderr_text())
 
     def close(self) -> None:
         """End the session; an open transaction (the snapshot's, read-only) just ends."""
@@ -86,6 +92,11 @@ class PsqlSession:
         with contextlib.suppress(BrokenPipeError):
             stdin.close()
         self.tool.proc.wait()
+
+
+def psql_error_text(stderr: str) -> str:
+    """psql's errors as one line, without the ``psql:<stdin>:N:`` each one starts with."""
+    return tool_error_text(_PSQL_PREFIX.sub("", stderr), "psql")
 
 
 @contextlib.contextmanager

@@ -146,7 +146,8 @@ def main() -> int:
             )
             print(
                 "restore (single-job pg_restore vs astats_ops restore: checksum, "
-                f"pg_restore --jobs={restore_jobs()} into a staging copy, check, swap):"
+                f"pg_restore --jobs={restore_jobs()} into a staging copy, pgbench_accounts over "
+                f"{restore_jobs()} sessions, check, swap):"
             )
             restore_ratio = paired_rounds(
                 "restore", run_plain_restore, run_astats_restore, args.repetitions
