@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_command as command
 
 from components.container import contract_labels, docker_name
 
@@ -65,4 +66,23 @@ def docker_run_command(job: JobSpec) -> pulumi.Output[str]:
     volume_names = [v for v, _ in job.volumes]
     return pulumi.Output.all(job.image, job.network, *volume_names).apply(
         lambda args: shlex.join(docker_run_argv(job, args[0], args[1], args[2:]))
+    )
+
+
+def job_command(
+    owner: pulumi.Resource,
+    job: JobSpec,
+    secret: pulumi.Input[str],
+    *,
+    triggers: Sequence[pulumi.Input[str]],
+    after: Sequence[pulumi.Resource],
+) -> command.local.Command:
+    """`job` as a child of `owner`, named as the job: it runs on create and on every replace
+    (a change of `triggers`), once `after` is done, with `secret` as the line on its stdin."""
+    return command.local.Command(
+        job.name,
+        create=docker_run_command(job),
+        stdin=pulumi.Output.concat(secret, "\n"),
+        triggers=list(triggers),
+        opts=pulumi.ResourceOptions(parent=owner, depends_on=list(after)),
     )

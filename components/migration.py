@@ -12,7 +12,7 @@ from components.backup import BACKUPS_MOUNT
 from components.config import BackendSettings, DatabaseSettings
 from components.container import StackContext
 from components.endpoint import DatabaseEndpoint, libpq_env
-from components.jobs import JobSpec, docker_run_command
+from components.jobs import JobSpec, job_command
 
 
 def pre_migration_backup_job(
@@ -86,35 +86,25 @@ class Migration(pulumi.ComponentResource):
             endpoint.user,
             endpoint.host,
         ]
-        self.backup = command.local.Command(
-            "pre-migration-backup",
-            create=docker_run_command(
-                pre_migration_backup_job(
-                    stack=stack.name,
-                    database=endpoint,
-                    database_host=endpoint.host,
-                    image=backup_image,
-                    network=stack.networks.data,
-                    backups_volume=stack.volumes.backups,
-                )
-            ),
-            stdin=pulumi.Output.concat(endpoint.password, "\n"),
-            triggers=fingerprint,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        backup = pre_migration_backup_job(
+            stack=stack.name,
+            database=endpoint,
+            database_host=endpoint.host,
+            image=backup_image,
+            network=stack.networks.data,
+            backups_volume=stack.volumes.backups,
         )
-        self.migration = command.local.Command(
-            "migration",
-            create=docker_run_command(
-                migration_job(
-                    stack=stack.name,
-                    backend=settings,
-                    image=backend_image,
-                    network=stack.networks.data,
-                )
-            ),
-            stdin=pulumi.Output.concat(endpoint.url(), "\n"),
-            triggers=[self.backup.stdout],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.backup]),
+        self.backup = job_command(
+            self, backup, endpoint.password, triggers=fingerprint, after=after
+        )
+        migration = migration_job(
+            stack=stack.name,
+            backend=settings,
+            image=backend_image,
+            network=stack.networks.data,
+        )
+        self.migration = job_command(
+            self, migration, endpoint.url(), triggers=[self.backup.stdout], after=[self.backup]
         )
         self.register_outputs(
             {"preMigrationBackup": self.backup.stdout, "migrationOutput": self.migration.stdout}
