@@ -5,19 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pulumi
-import pulumi_docker as docker
 
 from components.config import BackendSettings
-from components.container import (
-    Attachment,
-    Mount,
-    ServiceSpec,
-    StackContext,
-    loopback_port,
-    service_container,
-)
+from components.container import Attachment, Mount, ServiceSpec, StackContext, loopback_port
 from components.endpoint import DatabaseEndpoint
 from components.launcher import launcher_entrypoint, launcher_uploads
+from components.service import ProxiedService
 from components.workers import uvicorn_workers
 
 BACKEND_ALIAS = "backend"
@@ -52,11 +45,7 @@ def http_health_test(port: int, path: str) -> list[str]:
     return ["CMD", "python", "-c", script]
 
 
-class Backend(pulumi.ComponentResource):
-    container: docker.Container
-    upstream: str
-    """host:port nginx proxies to."""
-
+class Backend(ProxiedService):
     def __init__(
         self,
         name: str,
@@ -94,5 +83,4 @@ class Backend(pulumi.ComponentResource):
             healthcheck=settings.healthcheck,
             drains=True,
         )
-        self.container = service_container(self, stack, spec, after=after)
-        self.register_outputs({"container": self.container.name})
+        self.run(stack, spec, after=after)

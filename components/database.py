@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_docker as docker
 
 from components.config import DatabaseSettings
-from components.container import (
-    Attachment,
-    Mount,
-    ServiceSpec,
-    StackContext,
-    Upload,
-    service_container,
-)
+from components.container import Attachment, Mount, ServiceSpec, StackContext, Upload
 from components.endpoint import DatabaseEndpoint
 from components.image import referenced_image
+from components.service import Service
 
 DB_ALIAS = "db"
 PASSWORD_FILE = "/run/secrets/db_password"
@@ -28,8 +21,7 @@ def pg_isready_test(settings: DatabaseSettings) -> list[str]:
     return ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", settings.user, "-d", settings.name]
 
 
-class Database(pulumi.ComponentResource):
-    container: docker.Container
+class Database(Service):
     endpoint: DatabaseEndpoint
 
     def __init__(
@@ -66,5 +58,4 @@ class Database(pulumi.ComponentResource):
             healthcheck=settings.healthcheck,
             exclusive=True,
         )
-        self.container = service_container(self, stack, spec)
-        self.register_outputs({"container": self.container.name, "host": DB_ALIAS})
+        self.run(stack, spec, after=(), outputs={"host": DB_ALIAS})

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_docker as docker
 
 from components.config import FrontendSettings
-from components.container import (
-    Attachment,
-    ServiceSpec,
-    StackContext,
-    loopback_port,
-    service_container,
-)
+from components.container import Attachment, ServiceSpec, StackContext, loopback_port
 from components.launcher import launcher_entrypoint, launcher_uploads
+from components.service import ProxiedService
 
 FRONTEND_ALIAS = "frontend"
 
@@ -26,11 +20,7 @@ def node_health_test(port: int, path: str) -> list[str]:
     return ["CMD", "node", "-e", script]
 
 
-class Frontend(pulumi.ComponentResource):
-    container: docker.Container
-    upstream: str
-    """host:port nginx proxies to."""
-
+class Frontend(ProxiedService):
     def __init__(
         self,
         name: str,
@@ -62,5 +52,4 @@ class Frontend(pulumi.ComponentResource):
             uploads=launcher_uploads({}),
             drains=True,
         )
-        self.container = service_container(self, stack, spec)
-        self.register_outputs({"container": self.container.name})
+        self.run(stack, spec, after=())

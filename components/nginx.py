@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pulumi
-import pulumi_docker as docker
 
 from components.config import NginxSettings
-from components.container import Attachment, ServiceSpec, StackContext, Upload, service_container
+from components.container import Attachment, ServiceSpec, StackContext, Upload
 from components.image import referenced_image
 from components.nginx_conf import Upstreams, render_nginx_conf
+from components.service import Service
 
 CONFIG_PATH = "/etc/nginx/nginx.conf"
 LISTEN_PORT = 80
@@ -21,8 +21,7 @@ def nginx_health_test() -> list[str]:
     return ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{LISTEN_PORT}/healthz"]
 
 
-class Nginx(pulumi.ComponentResource):
-    container: docker.Container
+class Nginx(Service):
     config_text: str
 
     def __init__(
@@ -52,5 +51,4 @@ class Nginx(pulumi.ComponentResource):
             health_test=nginx_health_test(),
             healthcheck=settings.healthcheck,
         )
-        self.container = service_container(self, stack, spec, after=after)
-        self.register_outputs({"container": self.container.name})
+        self.run(stack, spec, after=after)
