@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 
@@ -43,6 +44,16 @@ def http_health_test(port: int, path: str) -> list[str]:
         f"urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=4).close()"
     )
     return ["CMD", "python", "-c", script]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendRelease:
+    """The backend one rollout ships: its settings, its image, and the database it migrates
+    and then serves."""
+
+    settings: BackendSettings
+    image: pulumi.Input[str]
+    database: DatabaseEndpoint
 
 
 class Backend(ProxiedService):

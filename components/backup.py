@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
 from components.backend import LOG_FILE
-from components.config import BackupSettings, BuildSettings, Healthcheck
-from components.container import Attachment, Mount, ServiceSpec, StackContext, service_container
+from components.config import BackupSettings, BuildSettings, Healthcheck, StackSecrets
+from components.container import Attachment, Mount, ServiceSpec, service_container
 from components.endpoint import DatabaseEndpoint
 from components.image import built_image
 from components.launcher import launcher_entrypoint, launcher_uploads
+from components.service import ComponentInputs
 
 BACKUPS_MOUNT = "/backups"
 LOGS_MOUNT = "/backend-logs"
@@ -75,6 +75,13 @@ class BackupSecrets:
     s3_secret_access_key: pulumi.Output[str] | None = None
     alert_webhook_url: pulumi.Output[str] | None = None
 
+    @classmethod
+    def of(cls, secrets: StackSecrets) -> BackupSecrets:
+        """The scheduler's share of the stack's secrets."""
+        return cls(
+            secrets.s3_access_key_id, secrets.s3_secret_access_key, secrets.alert_webhook_url
+        )
+
     def files(self, database_password: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
         """The launcher's secret files, by the variable each one becomes."""
         secrets = {"PGPASSWORD": database_password}
@@ -86,24 +93,25 @@ class BackupSecrets:
         return secrets
 
 
+@dataclass(frozen=True, kw_only=True)
+class BackupsInputs(ComponentInputs):
+    settings: BackupSettings
+    database: DatabaseEndpoint
+    server_image: str
+    """The database server's image, which the backup image is built on."""
+    secrets: BackupSecrets
+
+
 class Backups(pulumi.ComponentResource):
     image: pulumi.Output[str]
     container: docker.Container | None
 
     def __init__(
-        self,
-        name: str,
-        stack: StackContext,
-        settings: BackupSettings,
-        endpoint: DatabaseEndpoint,
-        *,
-        server_image: str,
-        secrets: BackupSecrets,
-        after: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, inputs: BackupsInputs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("astats:backup:Backups", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        stack, settings, secrets = inputs.stack, inputs.settings, inputs.secrets
         # Built on the configured postgres image, so pg_dump matches the server's major version.
         self.image = built_image(
             "image",
@@ -111,7 +119,7 @@ class Backups(pulumi.ComponentResource):
             build=BuildSettings(
                 context=".",
                 dockerfile=BACKUP_DOCKERFILE,
-                args={"POSTGRES_IMAGE": server_image},
+                args={"POSTGRES_IMAGE": inputs.server_image},
             ),
             opts=child,
         )
@@ -127,8 +135,8 @@ class Backups(pulumi.ComponentResource):
                 limits=settings,
                 entrypoint=launcher_entrypoint(),
                 command=schedule_command(settings, LOG_FILE),
-                envs=endpoint.libpq_env(),
-                uploads=launcher_uploads(secrets.files(endpoint.password)),
+                envs=inputs.database.libpq_env(),
+                uploads=launcher_uploads(secrets.files(inputs.database.password)),
                 mounts=[
                     Mount(stack.volumes.backups, BACKUPS_MOUNT),
                     Mount(stack.volumes.backend_logs, LOGS_MOUNT),
@@ -141,5 +149,7 @@ class Backups(pulumi.ComponentResource):
                 # owns, whatever uid that is in the real image: only root can.
                 user="0:0",
             )
-            self.container = service_container(self, stack, spec, name="scheduler", after=after)
+            self.container = service_container(
+                self, stack, spec, name="scheduler", after=inputs.after
+            )
         self.register_outputs({"image": self.image})

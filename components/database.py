@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 
 from components.config import DatabaseSettings
-from components.container import Attachment, Mount, ServiceSpec, StackContext, Upload
+from components.container import Attachment, Mount, ServiceSpec, Upload
 from components.endpoint import DatabaseEndpoint
 from components.image import referenced_image
-from components.service import Service
+from components.service import ComponentInputs, Service
 
 DB_ALIAS = "db"
 PASSWORD_FILE = "/run/secrets/db_password"
@@ -21,23 +23,24 @@ def pg_isready_test(settings: DatabaseSettings) -> list[str]:
     return ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", settings.user, "-d", settings.name]
 
 
+@dataclass(frozen=True, kw_only=True)
+class DatabaseInputs(ComponentInputs):
+    settings: DatabaseSettings
+    password: pulumi.Output[str]
+
+
 class Database(Service):
     endpoint: DatabaseEndpoint
 
     def __init__(
-        self,
-        name: str,
-        stack: StackContext,
-        settings: DatabaseSettings,
-        *,
-        password: pulumi.Output[str],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, inputs: DatabaseInputs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("astats:database:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        settings = inputs.settings
         # How every other service reaches this database.
         self.endpoint = DatabaseEndpoint(
-            host=DB_ALIAS, name=settings.name, user=settings.user, password=password
+            host=DB_ALIAS, name=settings.name, user=settings.user, password=inputs.password
         )
         image = referenced_image("image", reference=settings.image, opts=child)
         spec = ServiceSpec(
@@ -51,11 +54,11 @@ class Database(Service):
                 "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
                 "PGDATA": PGDATA,
             },
-            uploads=[Upload(PASSWORD_FILE, password)],
-            mounts=[Mount(stack.volumes.pgdata, PGDATA)],
-            networks=[Attachment(stack.networks.data, aliases=[DB_ALIAS])],
+            uploads=[Upload(PASSWORD_FILE, inputs.password)],
+            mounts=[Mount(inputs.stack.volumes.pgdata, PGDATA)],
+            networks=[Attachment(inputs.stack.networks.data, aliases=[DB_ALIAS])],
             health_test=pg_isready_test(settings),
             healthcheck=settings.healthcheck,
             exclusive=True,
         )
-        self.run(stack, spec, after=(), outputs={"host": DB_ALIAS})
+        self.run(inputs.stack, spec, after=inputs.after, outputs={"host": DB_ALIAS})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 
 from components.config import FrontendSettings
-from components.container import Attachment, ServiceSpec, StackContext, loopback_port
+from components.container import Attachment, ServiceSpec, loopback_port
 from components.launcher import launcher_entrypoint, launcher_uploads
-from components.service import ProxiedService
+from components.service import ComponentInputs, ProxiedService
 
 FRONTEND_ALIAS = "frontend"
 
@@ -20,21 +22,22 @@ def node_health_test(port: int, path: str) -> list[str]:
     return ["CMD", "node", "-e", script]
 
 
+@dataclass(frozen=True, kw_only=True)
+class FrontendInputs(ComponentInputs):
+    settings: FrontendSettings
+    image: pulumi.Input[str]
+
+
 class Frontend(ProxiedService):
     def __init__(
-        self,
-        name: str,
-        stack: StackContext,
-        settings: FrontendSettings,
-        *,
-        image: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, inputs: FrontendInputs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("astats:frontend:Frontend", name, None, opts)
+        settings = inputs.settings
         self.upstream = f"{FRONTEND_ALIAS}:{settings.port}"
         spec = ServiceSpec(
             service="frontend",
-            image=image,
+            image=inputs.image,
             limits=settings,
             envs={
                 **settings.env,
@@ -42,7 +45,7 @@ class Frontend(ProxiedService):
                 "PORT": str(settings.port),
                 "HOSTNAME": "0.0.0.0",
             },
-            networks=[Attachment(stack.networks.edge, aliases=[FRONTEND_ALIAS])],
+            networks=[Attachment(inputs.stack.networks.edge, aliases=[FRONTEND_ALIAS])],
             host_ports=loopback_port(settings.host_port, settings.port),
             health_test=node_health_test(settings.port, settings.health_path),
             healthcheck=settings.healthcheck,
@@ -52,4 +55,4 @@ class Frontend(ProxiedService):
             uploads=launcher_uploads({}),
             drains=True,
         )
-        self.run(stack, spec, after=())
+        self.run(inputs.stack, spec, after=inputs.after)

@@ -3,16 +3,17 @@ backend. Both jobs run when the backend image or the migration changes, never on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_command as command
 
+from components.backend import BackendRelease
 from components.backup import BACKUPS_MOUNT
 from components.config import BackendSettings, DatabaseSettings
-from components.container import StackContext
 from components.endpoint import DatabaseEndpoint, libpq_env
 from components.jobs import JobSpec, job_command
+from components.service import ComponentInputs
 
 
 def pre_migration_backup_job(
@@ -59,52 +60,51 @@ def migration_job(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class MigrationInputs(ComponentInputs):
+    release: BackendRelease
+    """What the migration runs: the release's migration command, in its image, on its database."""
+    backup_image: pulumi.Input[str]
+
+
 class Migration(pulumi.ComponentResource):
     backup: command.local.Command
     migration: command.local.Command
 
     def __init__(
-        self,
-        name: str,
-        stack: StackContext,
-        settings: BackendSettings,
-        endpoint: DatabaseEndpoint,
-        *,
-        backend_image: pulumi.Input[str],
-        backup_image: pulumi.Input[str],
-        after: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, inputs: MigrationInputs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("astats:migration:Migration", name, None, opts)
+        stack, release, database = inputs.stack, inputs.release, inputs.release.database
         # Everything the migration's command line is made of. It replaces the backup job, and
         # the migration is replaced only by a new backup's path: no input change can re-run
         # the migration without a fresh backup in the same rollout.
         fingerprint: list[pulumi.Input[str]] = [
-            backend_image,
-            " ".join(settings.migration_command),
-            endpoint.name,
-            endpoint.user,
-            endpoint.host,
+            release.image,
+            " ".join(release.settings.migration_command),
+            database.name,
+            database.user,
+            database.host,
         ]
         backup = pre_migration_backup_job(
             stack=stack.name,
-            database=endpoint,
-            database_host=endpoint.host,
-            image=backup_image,
+            database=database,
+            database_host=database.host,
+            image=inputs.backup_image,
             network=stack.networks.data,
             backups_volume=stack.volumes.backups,
         )
         self.backup = job_command(
-            self, backup, endpoint.password, triggers=fingerprint, after=after
+            self, backup, database.password, triggers=fingerprint, after=inputs.after
         )
         migration = migration_job(
             stack=stack.name,
-            backend=settings,
-            image=backend_image,
+            backend=release.settings,
+            image=release.image,
             network=stack.networks.data,
         )
         self.migration = job_command(
-            self, migration, endpoint.url(), triggers=[self.backup.stdout], after=[self.backup]
+            self, migration, database.url(), triggers=[self.backup.stdout], after=[self.backup]
         )
         self.register_outputs(
             {"preMigrationBackup": self.backup.stdout, "migrationOutput": self.migration.stdout}

@@ -4,14 +4,15 @@ backend and everything else to the frontend."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 
 from components.config import NginxSettings
-from components.container import Attachment, ServiceSpec, StackContext, Upload
+from components.container import Attachment, ServiceSpec, Upload
 from components.image import referenced_image
 from components.nginx_conf import Upstreams, render_nginx_conf
-from components.service import Service
+from components.service import ComponentInputs, Service
 
 CONFIG_PATH = "/etc/nginx/nginx.conf"
 LISTEN_PORT = 80
@@ -21,24 +22,22 @@ def nginx_health_test() -> list[str]:
     return ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{LISTEN_PORT}/healthz"]
 
 
+@dataclass(frozen=True, kw_only=True)
+class NginxInputs(ComponentInputs):
+    settings: NginxSettings
+    api_prefixes: Sequence[str]
+    upstreams: Upstreams
+
+
 class Nginx(Service):
     config_text: str
 
-    def __init__(
-        self,
-        name: str,
-        stack: StackContext,
-        settings: NginxSettings,
-        *,
-        api_prefixes: Sequence[str],
-        upstreams: Upstreams,
-        after: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, inputs: NginxInputs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("astats:nginx:Nginx", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        settings = inputs.settings
         self.config_text = render_nginx_conf(
-            settings, api_prefixes, upstreams, listen_port=LISTEN_PORT
+            settings, inputs.api_prefixes, inputs.upstreams, listen_port=LISTEN_PORT
         )
         image = referenced_image("image", reference=settings.image, opts=child)
         spec = ServiceSpec(
@@ -46,9 +45,9 @@ class Nginx(Service):
             image=image,
             limits=settings,
             uploads=[Upload(CONFIG_PATH, self.config_text)],
-            networks=[Attachment(stack.networks.edge)],
+            networks=[Attachment(inputs.stack.networks.edge)],
             host_ports=[(settings.bind_address, settings.http_port, LISTEN_PORT)],
             health_test=nginx_health_test(),
             healthcheck=settings.healthcheck,
         )
-        self.run(stack, spec, after=after)
+        self.run(inputs.stack, spec, after=inputs.after)

@@ -1,13 +1,24 @@
-"""What the service components share: the one long-running container each one is."""
+"""What the stack's components share: the inputs each one is given besides its own, and, for a
+service, the one long-running container it is."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
 from components.container import ServiceSpec, StackContext, service_container
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentInputs:
+    """The stack a component belongs to, and what must be done before it starts."""
+
+    stack: StackContext
+    after: Sequence[pulumi.Resource] = ()
+    """Resources to wait for (a container healthy, a job run) beyond the outputs it is given."""
 
 
 class Service(pulumi.ComponentResource):

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import pulumi
 
-from components.backend import Backend
-from components.backup import Backups, BackupSecrets
+from components.backend import Backend, BackendRelease
+from components.backup import Backups, BackupSecrets, BackupsInputs
 from components.config import StackConfig
 from components.container import StackContext
-from components.database import Database
-from components.frontend import Frontend
+from components.database import Database, DatabaseInputs
+from components.frontend import Frontend, FrontendInputs
 from components.image import app_image
-from components.migration import Migration
+from components.migration import Migration, MigrationInputs
 from components.network import Networks
-from components.nginx import Nginx
+from components.nginx import Nginx, NginxInputs
 from components.nginx_conf import Upstreams
 from components.volumes import Volumes
 
@@ -37,14 +37,19 @@ class AstatsStack(pulumi.ComponentResource):
         stack = StackContext.of(config.stack, settings, self.networks.names, self.volumes.names)
 
         self.database = Database(
-            "database", stack, settings.database, password=secrets.db_password, opts=child
-        )
-        endpoint = self.database.endpoint
-        backend_image = app_image(
-            "backend-image",
-            repository=stack.docker_name("backend"),
-            settings=settings.backend,
+            "database",
+            DatabaseInputs(stack=stack, settings=settings.database, password=secrets.db_password),
             opts=child,
+        )
+        release = BackendRelease(
+            settings=settings.backend,
+            image=app_image(
+                "backend-image",
+                repository=stack.docker_name("backend"),
+                settings=settings.backend,
+                opts=child,
+            ),
+            database=self.database.endpoint,
         )
         frontend_image = app_image(
             "frontend-image",
@@ -54,48 +59,50 @@ class AstatsStack(pulumi.ComponentResource):
         )
         self.backups = Backups(
             "backups",
-            stack,
-            settings.backup,
-            endpoint,
-            server_image=settings.database.image,
-            secrets=BackupSecrets(
-                s3_access_key_id=secrets.s3_access_key_id,
-                s3_secret_access_key=secrets.s3_secret_access_key,
-                alert_webhook_url=secrets.alert_webhook_url,
+            BackupsInputs(
+                stack=stack,
+                settings=settings.backup,
+                database=self.database.endpoint,
+                server_image=settings.database.image,
+                secrets=BackupSecrets.of(secrets),
+                after=[self.database.container],
             ),
-            after=[self.database.container],
             opts=child,
         )
         self.migration = Migration(
             "migration",
-            stack,
-            settings.backend,
-            endpoint,
-            backend_image=backend_image,
-            backup_image=self.backups.image,
-            after=[self.database.container],
+            MigrationInputs(
+                stack=stack,
+                release=release,
+                backup_image=self.backups.image,
+                after=[self.database.container],
+            ),
             opts=child,
         )
         self.backend = Backend(
             "backend",
             stack,
-            settings.backend,
-            endpoint,
-            image=backend_image,
+            release.settings,
+            release.database,
+            image=release.image,
             secret_key=secrets.secret_key,
             after=[self.migration.migration],
             opts=child,
         )
         self.frontend = Frontend(
-            "frontend", stack, settings.frontend, image=frontend_image, opts=child
+            "frontend",
+            FrontendInputs(stack=stack, settings=settings.frontend, image=frontend_image),
+            opts=child,
         )
         self.nginx = Nginx(
             "nginx",
-            stack,
-            settings.nginx,
-            api_prefixes=settings.backend.api_prefixes,
-            upstreams=Upstreams(backend=self.backend.upstream, frontend=self.frontend.upstream),
-            after=[self.backend.container, self.frontend.container],
+            NginxInputs(
+                stack=stack,
+                settings=settings.nginx,
+                api_prefixes=settings.backend.api_prefixes,
+                upstreams=Upstreams(backend=self.backend.upstream, frontend=self.frontend.upstream),
+                after=[self.backend.container, self.frontend.container],
+            ),
             opts=child,
         )
         port = settings.nginx.http_port
