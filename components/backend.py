@@ -57,6 +57,9 @@ class BackendRelease:
 
 
 class Backend(ProxiedService):
+    api_prefixes: Sequence[str]
+    """The paths nginx sends here; everything else goes to the frontend."""
+
     def __init__(
         self,
         name: str,
@@ -71,6 +74,7 @@ class Backend(ProxiedService):
     ):
         super().__init__("astats:backend:Backend", name, None, opts)
         self.upstream = f"{BACKEND_ALIAS}:{settings.port}"
+        self.api_prefixes = settings.api_prefixes
         spec = ServiceSpec(
             service="backend",
             image=image,

@@ -3,16 +3,16 @@ backend and everything else to the frontend."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 
+from components.backend import Backend
 from components.config import NginxSettings
 from components.container import Attachment, ServiceSpec, Upload
 from components.image import referenced_image
 from components.nginx_conf import Upstreams, render_nginx_conf
-from components.service import ComponentInputs, Service
+from components.service import ComponentInputs, ProxiedService, Service
 
 CONFIG_PATH = "/etc/nginx/nginx.conf"
 LISTEN_PORT = 80
@@ -24,9 +24,13 @@ def nginx_health_test() -> list[str]:
 
 @dataclass(frozen=True, kw_only=True)
 class NginxInputs(ComponentInputs):
+    """nginx starts once both services it proxies to are healthy."""
+
     settings: NginxSettings
-    api_prefixes: Sequence[str]
-    upstreams: Upstreams
+    backend: Backend
+    """Where the API prefixes and the WebSocket path go."""
+    frontend: ProxiedService
+    """Where everything else goes."""
 
 
 class Nginx(Service):
@@ -36,8 +40,12 @@ class Nginx(Service):
         super().__init__("astats:nginx:Nginx", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         settings = inputs.settings
+        backend, frontend = inputs.backend, inputs.frontend
         self.config_text = render_nginx_conf(
-            settings, inputs.api_prefixes, inputs.upstreams, listen_port=LISTEN_PORT
+            settings,
+            backend.api_prefixes,
+            Upstreams(backend=backend.upstream, frontend=frontend.upstream),
+            listen_port=LISTEN_PORT,
         )
         image = referenced_image("image", reference=settings.image, opts=child)
         spec = ServiceSpec(
@@ -50,4 +58,4 @@ class Nginx(Service):
             health_test=nginx_health_test(),
             healthcheck=settings.healthcheck,
         )
-        self.run(inputs.stack, spec, after=inputs.after)
+        self.run(inputs.stack, spec, after=[*inputs.after, backend.container, frontend.container])

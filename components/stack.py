@@ -1,7 +1,8 @@
 """The whole A-Stats Engine for one stack, its components created in rollout order.
 
-Each component waits only for what it is handed (`after`, or another component's outputs), so
-the order below is also the dependency graph `pulumi up` follows.
+Each component waits only for what it is handed (`after`, another component's outputs, or for
+nginx the services it proxies to), so the order below is also the dependency graph `pulumi up`
+follows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from components.image import app_image
 from components.migration import Migration, MigrationInputs
 from components.network import Networks
 from components.nginx import Nginx, NginxInputs
-from components.nginx_conf import Upstreams
 from components.volumes import Volumes
 
 
@@ -97,11 +97,7 @@ class AstatsStack(pulumi.ComponentResource):
         self.nginx = Nginx(
             "nginx",
             NginxInputs(
-                stack=stack,
-                settings=settings.nginx,
-                api_prefixes=settings.backend.api_prefixes,
-                upstreams=Upstreams(backend=self.backend.upstream, frontend=self.frontend.upstream),
-                after=[self.backend.container, self.frontend.container],
+                stack=stack, settings=settings.nginx, backend=self.backend, frontend=self.frontend
             ),
             opts=child,
         )
