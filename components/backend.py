@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pulumi
 
 from components.config import BackendSettings
 from components.container import Attachment, Mount, ServiceSpec, StackContext, loopback_port
-from components.endpoint import DatabaseEndpoint
 from components.launcher import launcher_entrypoint, launcher_uploads
-from components.service import ProxiedService
+from components.release import BackendRelease
+from components.service import ComponentInputs, ProxiedService
 from components.workers import uvicorn_workers
+
+if TYPE_CHECKING:
+    from components.migration import Migration
 
 BACKEND_ALIAS = "backend"
 LOG_FILE = "LATEST_LOG.txt"
@@ -47,13 +51,22 @@ def http_health_test(port: int, path: str) -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BackendRelease:
-    """The backend one rollout ships: its settings, its image, and the database it migrates
-    and then serves."""
+class BackendInputs(ComponentInputs):
+    release: BackendRelease
+    """What the backend serves: the release's image and settings, on its database."""
+    secret_key: pulumi.Output[str]
 
-    settings: BackendSettings
-    image: pulumi.Input[str]
-    database: DatabaseEndpoint
+    @classmethod
+    def after_migration(
+        cls, migration: Migration, *, stack: StackContext, secret_key: pulumi.Output[str]
+    ) -> BackendInputs:
+        """The backend runs the release its migration migrated, once the migration has run."""
+        return cls(
+            stack=stack,
+            release=migration.release,
+            secret_key=secret_key,
+            after=[migration.migration],
+        )
 
 
 class Backend(ProxiedService):
@@ -61,23 +74,15 @@ class Backend(ProxiedService):
     """The paths nginx sends here; everything else goes to the frontend."""
 
     def __init__(
-        self,
-        name: str,
-        stack: StackContext,
-        settings: BackendSettings,
-        database: DatabaseEndpoint,
-        *,
-        image: pulumi.Input[str],
-        secret_key: pulumi.Output[str],
-        after: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, inputs: BackendInputs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("astats:backend:Backend", name, None, opts)
+        stack, settings, database = inputs.stack, inputs.release.settings, inputs.release.database
         self.upstream = f"{BACKEND_ALIAS}:{settings.port}"
         self.api_prefixes = settings.api_prefixes
         spec = ServiceSpec(
             service="backend",
-            image=image,
+            image=inputs.release.image,
             limits=settings,
             entrypoint=launcher_entrypoint(),
             command=uvicorn_command(settings),
@@ -85,7 +90,7 @@ class Backend(ProxiedService):
             uploads=launcher_uploads(
                 {
                     "DATABASE_URL": database.url(),
-                    "SECRET_KEY": secret_key,
+                    "SECRET_KEY": inputs.secret_key,
                 }
             ),
             mounts=[Mount(stack.volumes.backend_logs, settings.log_dir)],
@@ -98,4 +103,4 @@ class Backend(ProxiedService):
             healthcheck=settings.healthcheck,
             drains=True,
         )
-        self.run(stack, spec, after=after)
+        self.run(stack, spec, after=inputs.after)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.backend import BackendRelease
 from components.backup import BACKUPS_MOUNT
 from components.config import BackendSettings, DatabaseSettings
 from components.endpoint import DatabaseEndpoint, libpq_env
 from components.jobs import JobSpec, job_command
+from components.release import BackendRelease
 from components.service import ComponentInputs
 
 
@@ -68,6 +68,8 @@ class MigrationInputs(ComponentInputs):
 
 
 class Migration(pulumi.ComponentResource):
+    release: BackendRelease
+    """The release this migration migrates the database for."""
     backup: command.local.Command
     migration: command.local.Command
 
@@ -76,6 +78,7 @@ class Migration(pulumi.ComponentResource):
     ):
         super().__init__("astats:migration:Migration", name, None, opts)
         stack, release, database = inputs.stack, inputs.release, inputs.release.database
+        self.release = release
         # Everything the migration's command line is made of. It replaces the backup job, and
         # the migration is replaced only by a new backup's path: no input change can re-run
         # the migration without a fresh backup in the same rollout.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.backend import Backend, BackendRelease
+from components.backend import Backend, BackendInputs
 from components.backup import Backups, BackupSecrets, BackupsInputs
 from components.config import StackConfig
 from components.container import StackContext
@@ -19,6 +19,7 @@ from components.image import app_image
 from components.migration import Migration, MigrationInputs
 from components.network import Networks
 from components.nginx import Nginx, NginxInputs
+from components.release import BackendRelease
 from components.volumes import Volumes
 
 
@@ -81,12 +82,9 @@ class AstatsStack(pulumi.ComponentResource):
         )
         self.backend = Backend(
             "backend",
-            stack,
-            release.settings,
-            release.database,
-            image=release.image,
-            secret_key=secrets.secret_key,
-            after=[self.migration.migration],
+            BackendInputs.after_migration(
+                self.migration, stack=stack, secret_key=secrets.secret_key
+            ),
             opts=child,
         )
         self.frontend = Frontend(

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import pulumi
 import pytest
 
-from components.backend import BACKEND_ALIAS, Backend, uvicorn_command
+from components.backend import BACKEND_ALIAS, Backend, BackendInputs, uvicorn_command
 from components.config import BackendSettings, BuildSettings, Healthcheck, LoggingSettings
 from components.container import (
     STOP_GRACE_S,
@@ -47,6 +47,7 @@ from components.database import DB_ALIAS
 from components.endpoint import DatabaseEndpoint
 from components.jobs import docker_run_argv
 from components.migration import migration_job
+from components.release import BackendRelease
 from components.workers import uvicorn_workers
 from tests.pulumi_harness import register
 from tests.support.docker import (
@@ -219,14 +220,16 @@ def start_backend(
             logging=LoggingSettings(),
             drain_s=DRAIN_S,
         )
+        release = BackendRelease(
+            settings=settings,
+            image=deployed.images.backend,
+            database=endpoint(deployed.env.password),
+        )
         Backend(
             "backend",
-            stack,
-            settings,
-            endpoint(deployed.env.password),
-            image=deployed.images.backend,
-            secret_key=pulumi.Output.secret(secret_key),
-            after=[],
+            BackendInputs(
+                stack=stack, release=release, secret_key=pulumi.Output.secret(secret_key)
+            ),
         )
 
     container = register(make, stack=deployed.env.stack).containers()["backend"].inputs
