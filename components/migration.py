@@ -9,53 +9,42 @@ import pulumi
 import pulumi_command as command
 
 from components.backup import BACKUPS_MOUNT
-from components.config import BackendSettings, DatabaseSettings
-from components.endpoint import DatabaseEndpoint, libpq_env
+from components.container import StackContext
+from components.endpoint import DatabaseEndpoint
 from components.jobs import JobSpec, job_command
 from components.release import BackendRelease
 from components.service import ComponentInputs
 
 
 def pre_migration_backup_job(
-    *,
-    stack: str,
-    database: DatabaseSettings | DatabaseEndpoint,
-    database_host: str,
-    image: pulumi.Input[str],
-    network: pulumi.Input[str],
-    backups_volume: pulumi.Input[str],
+    stack: StackContext, database: DatabaseEndpoint, image: pulumi.Input[str]
 ) -> JobSpec:
-    """`astats_ops backup` in the backup image; prints the verified backup's path."""
+    """`astats_ops backup` of `database` in the backup `image`, into the stack's backups
+    volume; prints the verified backup's path."""
     return JobSpec(
-        stack=stack,
+        stack=stack.name,
         name="pre-migration-backup",
         service="backup",
         image=image,
-        network=network,
+        network=stack.networks.data,
         command=["python3", "-m", "astats_ops", "backup", "--dest", BACKUPS_MOUNT],
         memory_mb=512,
         secret_env="PGPASSWORD",
-        envs=libpq_env(host=database_host, name=database.name, user=database.user),
-        volumes=[(backups_volume, BACKUPS_MOUNT)],
+        envs=database.libpq_env(),
+        volumes=[(stack.volumes.backups, BACKUPS_MOUNT)],
     )
 
 
-def migration_job(
-    *,
-    stack: str,
-    backend: BackendSettings,
-    image: pulumi.Input[str],
-    network: pulumi.Input[str],
-) -> JobSpec:
-    """The migration command in the backend image, with DATABASE_URL from stdin."""
+def migration_job(stack: StackContext, release: BackendRelease) -> JobSpec:
+    """The release's migration command in its image, with DATABASE_URL from stdin."""
     return JobSpec(
-        stack=stack,
+        stack=stack.name,
         name="migration",
         service="migration",
-        image=image,
-        network=network,
-        command=backend.migration_command,
-        memory_mb=backend.memory_mb,
+        image=release.image,
+        network=stack.networks.data,
+        command=release.settings.migration_command,
+        memory_mb=release.settings.memory_mb,
         secret_env="DATABASE_URL",
     )
 
@@ -89,23 +78,11 @@ class Migration(pulumi.ComponentResource):
             database.user,
             database.host,
         ]
-        backup = pre_migration_backup_job(
-            stack=stack.name,
-            database=database,
-            database_host=database.host,
-            image=inputs.backup_image,
-            network=stack.networks.data,
-            backups_volume=stack.volumes.backups,
-        )
+        backup = pre_migration_backup_job(stack, database, inputs.backup_image)
         self.backup = job_command(
             self, backup, database.password, triggers=fingerprint, after=inputs.after
         )
-        migration = migration_job(
-            stack=stack.name,
-            backend=release.settings,
-            image=release.image,
-            network=stack.networks.data,
-        )
+        migration = migration_job(stack, release)
         self.migration = job_command(
             self, migration, database.url(), triggers=[self.backup.stdout], after=[self.backup]
         )

@@ -4,6 +4,7 @@ Each evaluation runs in a fresh `contextvars.Context` with its own event loop, b
 `set_mocks`, the config and the root stack resource are process-global context variables.
 The recording monitor keeps what `MockResourceArgs` leaves out: dependencies, parents and
 resource options, and the raw wire form of inputs, where secrets are still wrapped.
+`in_fresh_loop` makes and resolves outputs outside any deployment, in the same isolation.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import contextvars
 import hashlib
 import json
 import runpy
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import yaml
@@ -25,6 +26,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
+T = TypeVar("T")
 
 
 @dataclass
@@ -246,3 +248,27 @@ def register(make: Callable[[], object], *, stack: str) -> Graph:
         return Graph(monitor.registered)
 
     return contextvars.Context().run(run)
+
+
+def in_fresh_loop(make: Callable[[], Awaitable[T]]) -> T:
+    """Run `make` where pulumi outputs resolve outside any deployment, as the engine would.
+
+    Outputs are bound to the loop they were made on, so they are made inside; the loop and
+    pulumi's settings are per context, kept away from other tests.
+    """
+
+    def run() -> T:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(make())
+        finally:
+            loop.close()
+
+    return contextvars.Context().run(run)
+
+
+async def value_of(output: pulumi.Input[str]) -> str:
+    value = await pulumi.Output.from_input(output).future()
+    assert isinstance(value, str)
+    return value

@@ -18,38 +18,32 @@ Each test gets its own internal networks, database and volumes, all removed afte
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import json
 import shlex
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pulumi
 import pytest
 
 from components.backend import BACKEND_ALIAS, Backend, BackendInputs, uvicorn_command
-from components.config import BackendSettings, BuildSettings, Healthcheck, LoggingSettings
+from components.config import BackendSettings, BuildSettings, Healthcheck
 from components.container import (
     STOP_GRACE_S,
-    NetworkNames,
     StackContext,
-    VolumeNames,
     wait_timeout_s,
 )
-from components.database import DB_ALIAS
-from components.endpoint import DatabaseEndpoint
-from components.jobs import docker_run_argv
+from components.jobs import JobSpec, docker_run_argv
 from components.migration import migration_job
 from components.release import BackendRelease
 from components.workers import uvicorn_workers
-from tests.pulumi_harness import register
+from tests.pulumi_harness import in_fresh_loop, register, value_of
 from tests.support.docker import (
     connect_networks,
     create_args,
@@ -59,7 +53,7 @@ from tests.support.docker import (
     upload,
     wait_for_log,
 )
-from tests.support.docker_env import DATABASE, BackendImages, Env, sql, start_database
+from tests.support.docker_env import BackendImages, Env, endpoint, sql, start_database
 
 # As Pulumi.dev.yaml configures it, with a healthcheck quick enough for a test.
 BACKEND = BackendSettings(
@@ -71,7 +65,6 @@ BACKEND = BackendSettings(
 REVISION = "0001_cockpit_notes"
 DRAIN_S = 3
 TIMEOUT_S = 120
-T = TypeVar("T")
 
 
 @dataclass
@@ -80,9 +73,17 @@ class Deployment:
 
     env: Env
     images: BackendImages
-    edge: str = field(default_factory=lambda: f"astats-test-edge-{uuid.uuid4().hex[:8]}")
     containers: list[str] = field(default_factory=list)
     database: str = ""
+
+    @property
+    def stack(self) -> StackContext:
+        """What the program's migration and backend are given of this test's stack."""
+        return self.env.stack_context(drain_s=DRAIN_S)
+
+    @property
+    def edge(self) -> str:
+        return self.env.docker_name("edge")
 
     def close(self) -> None:
         for container in reversed(self.containers):
@@ -107,40 +108,6 @@ def deployment(
         deployed.close()
 
 
-def in_fresh_loop(make: Callable[[], Awaitable[T]]) -> T:
-    """Run `make` where pulumi outputs resolve outside any deployment, as the engine would.
-
-    Outputs are bound to the loop they were made on, so they are made inside; the loop and
-    pulumi's settings are per context, kept away from other tests.
-    """
-
-    def run() -> T:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            return loop.run_until_complete(make())
-        finally:
-            loop.close()
-
-    return contextvars.Context().run(run)
-
-
-async def value_of(output: pulumi.Input[str]) -> str:
-    value = await pulumi.Output.from_input(output).future()
-    assert isinstance(value, str)
-    return value
-
-
-def endpoint(password: str) -> DatabaseEndpoint:
-    """The database as the program's `Database` exposes it to the backend and the jobs."""
-    return DatabaseEndpoint(
-        host=DB_ALIAS,
-        name=DATABASE.name,
-        user=DATABASE.user,
-        password=pulumi.Output.secret(password),
-    )
-
-
 def url_for(password: str) -> str:
     """The DATABASE_URL the program sends the migration and uploads for the backend."""
 
@@ -150,15 +117,28 @@ def url_for(password: str) -> str:
     return in_fresh_loop(make)
 
 
+def release(
+    deployed: Deployment, password: str, settings: BackendSettings = BACKEND
+) -> BackendRelease:
+    """The demo backend as the stack hands it to its migration and then to the backend."""
+    return BackendRelease(
+        settings=settings, image=deployed.images.backend, database=endpoint(password)
+    )
+
+
 def run_migration(deployed: Deployment, password: str) -> subprocess.CompletedProcess[str]:
     """The migration exactly as the program runs it: its argv, DATABASE_URL on stdin."""
-    image, network = deployed.images.backend, deployed.env.network
-    spec = migration_job(stack=deployed.env.stack, backend=BACKEND, image=image, network=network)
-    argv = docker_run_argv(spec, image, network, [])
+
+    async def job() -> tuple[JobSpec, str]:
+        migrated = release(deployed, password)
+        return migration_job(deployed.stack, migrated), await value_of(migrated.database.url())
+
+    spec, url = in_fresh_loop(job)
+    argv = docker_run_argv(spec, deployed.images.backend, deployed.env.network, [])
     # pulumi-command runs the joined command line through /bin/sh -c, as here.
     return subprocess.run(
         ["/bin/sh", "-c", shlex.join(argv)],
-        input=url_for(password) + "\n",
+        input=url + "\n",
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
@@ -206,29 +186,15 @@ def start_backend(
     deployed: Deployment, scratch: Path, secret_key: str, settings: BackendSettings
 ) -> str:
     """The backend container as the program's `Backend` registers it, created and started."""
-    logs = deployed.env.volume("backend-logs")
+    deployed.env.volume("backend-logs")
 
     def make() -> None:
-        stack = StackContext(
-            name=deployed.env.stack,
-            networks=NetworkNames(edge=deployed.edge, data=deployed.env.network),
-            volumes=VolumeNames(
-                pgdata=deployed.env.volume("pgdata"),
-                backups=deployed.env.volume("backups"),
-                backend_logs=logs,
-            ),
-            logging=LoggingSettings(),
-            drain_s=DRAIN_S,
-        )
-        release = BackendRelease(
-            settings=settings,
-            image=deployed.images.backend,
-            database=endpoint(deployed.env.password),
-        )
         Backend(
             "backend",
             BackendInputs(
-                stack=stack, release=release, secret_key=pulumi.Output.secret(secret_key)
+                stack=deployed.stack,
+                release=release(deployed, deployed.env.password, settings),
+                secret_key=pulumi.Output.secret(secret_key),
             ),
         )
 

@@ -30,7 +30,7 @@ from components.backup import (
 from components.config import BackupSettings
 from components.container import contract_labels
 from components.database import DB_ALIAS
-from components.jobs import docker_run_argv
+from components.jobs import JobSpec, docker_run_argv
 from components.launcher import (
     LAUNCHER_PATH,
     LAUNCHER_SOURCE,
@@ -38,8 +38,9 @@ from components.launcher import (
     launcher_entrypoint,
 )
 from components.migration import pre_migration_backup_job
+from tests.pulumi_harness import in_fresh_loop, value_of
 from tests.support.docker import docker, upload
-from tests.support.docker_env import DATABASE, ROWS, Env, sql, start_database
+from tests.support.docker_env import DATABASE, ROWS, Env, endpoint, sql, start_database
 
 BACKEND_LOG = "LATEST_LOG.txt"
 BACKEND_UID = 10001
@@ -50,19 +51,18 @@ TIMEOUT_S = 120
 
 def run_backup_job(env: Env, backups: str, password: str) -> subprocess.CompletedProcess[str]:
     """The pre-migration backup exactly as the program runs it: its argv, the secret on stdin."""
-    spec = pre_migration_backup_job(
-        stack=env.stack,
-        database=DATABASE,
-        database_host=DB_ALIAS,
-        image=env.images.backup,
-        network=env.network,
-        backups_volume=backups,
-    )
+
+    async def job() -> tuple[JobSpec, str]:
+        database = endpoint(password)
+        spec = pre_migration_backup_job(env.stack_context(), database, env.images.backup)
+        return spec, await value_of(database.password)
+
+    spec, secret = in_fresh_loop(job)
     argv = docker_run_argv(spec, env.images.backup, env.network, [backups])
     # pulumi-command runs the joined command line through /bin/sh -c, as here.
     return subprocess.run(
         ["/bin/sh", "-c", shlex.join(argv)],
-        input=password + "\n",
+        input=secret + "\n",
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,

@@ -7,10 +7,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pulumi
 import pytest
 
-from components.config import DatabaseSettings
+from components.config import DatabaseSettings, LoggingSettings
+from components.container import NetworkNames, StackContext, VolumeNames
 from components.database import DB_ALIAS, PASSWORD_FILE, PGDATA, pg_isready_test
+from components.endpoint import DatabaseEndpoint
 from tests.support.docker import docker, upload
 
 DATABASE = DatabaseSettings()
@@ -44,11 +47,31 @@ class Env:
     def stack(self) -> str:
         return f"t{self.suffix}"
 
+    def docker_name(self, role: str) -> str:
+        """The name of this test's `role` network or volume."""
+        return f"astats-test-{role}-{self.suffix}"
+
     def volume(self, role: str) -> str:
-        name = f"astats-test-{role}-{self.suffix}"
+        name = self.docker_name(role)
         docker("volume", "create", name)
         self.volumes.append(name)
         return name
+
+    def stack_context(self, *, drain_s: int = 0) -> StackContext:
+        """This test's stack as the program's components are given it: the database's network
+        as `data`, and the names of its edge network and volumes, each created by the test
+        that uses it."""
+        return StackContext(
+            name=self.stack,
+            networks=NetworkNames(edge=self.docker_name("edge"), data=self.network),
+            volumes=VolumeNames(
+                pgdata=self.docker_name("pgdata"),
+                backups=self.docker_name("backups"),
+                backend_logs=self.docker_name("backend-logs"),
+            ),
+            logging=LoggingSettings(),
+            drain_s=drain_s,
+        )
 
     def create(self, *args: str) -> str:
         name = f"astats-test-{uuid.uuid4().hex[:8]}"
@@ -63,6 +86,16 @@ class Env:
         docker("rm", "--force", f"astats-{self.stack}-pre-migration-backup", check=False)
         for volume in self.volumes:
             docker("volume", "rm", "--force", volume, check=False)
+
+
+def endpoint(password: str) -> DatabaseEndpoint:
+    """The database as the program's `Database` exposes it to the backend and the jobs."""
+    return DatabaseEndpoint(
+        host=DB_ALIAS,
+        name=DATABASE.name,
+        user=DATABASE.user,
+        password=pulumi.Output.secret(password),
+    )
 
 
 def start_database(env: Env, scratch: Path) -> str:

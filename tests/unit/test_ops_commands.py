@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import pulumi
 import pytest
 
 from astats_ops.cli import build_parser
 from components.backup import health_command, schedule_command
-from components.config import BackupSettings, DatabaseSettings, S3Settings
+from components.config import BackupSettings, DatabaseSettings, LoggingSettings, S3Settings
+from components.container import NetworkNames, StackContext, VolumeNames
+from components.endpoint import DatabaseEndpoint
+from components.jobs import JobSpec
 from components.migration import pre_migration_backup_job
+from tests.pulumi_harness import in_fresh_loop
 
 PREFIX = ["python3", "-m", "astats_ops"]
 
@@ -48,12 +53,20 @@ def test_health_command_parses() -> None:
 
 
 def test_pre_migration_backup_command_parses() -> None:
-    job = pre_migration_backup_job(
-        stack="dev",
-        database=DatabaseSettings(),
-        database_host="db",
-        image="img",
-        network="net",
-        backups_volume="vol",
+    stack = StackContext(
+        name="dev",
+        networks=NetworkNames(edge="edge", data="data"),
+        volumes=VolumeNames(pgdata="pgdata", backups="backups", backend_logs="backend-logs"),
+        logging=LoggingSettings(),
+        drain_s=0,
     )
-    assert str(vars(parse(list(job.command)))["dest"]) == "/backups"
+    settings = DatabaseSettings()
+
+    async def job() -> JobSpec:
+        database = DatabaseEndpoint(
+            host="db", name=settings.name, user=settings.user, password=pulumi.Output.secret("pw")
+        )
+        return pre_migration_backup_job(stack, database, "img")
+
+    backup = in_fresh_loop(job)
+    assert str(vars(parse(list(backup.command)))["dest"]) == "/backups"
