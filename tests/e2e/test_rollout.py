@@ -119,10 +119,38 @@ def api_db(deployment: Deployment) -> dict[str, object]:
         logs = subprocess.run(
             ["docker", "logs", "--tail", "20", str(nginx)], capture_output=True, text=True
         )
+        resolved = subprocess.run(
+            ["docker", "exec", str(nginx), "getent", "ahostsv4", "backend"],
+            capture_output=True,
+            text=True,
+        )
         raise AssertionError(
-            f"/api/db answered {response.status_code}; nginx:\n{logs.stdout}{logs.stderr}"
+            f"/api/db answered {response.status_code}; nginx:\n{logs.stdout}{logs.stderr}\n"
+            f"backend resolves in nginx to: {resolved.stdout}{resolved.stderr}\n"
+            f"backend containers: {backend_containers(deployment.project.stack)}"
         )
     return dict(response.json())
+
+
+def backend_containers(stack: str) -> list[dict[str, object]]:
+    """Every backend container Docker holds for the stack: state, addresses and aliases."""
+    ids = labelled(stack)
+    inspected = json.loads(
+        subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True).stdout or "[]"
+    )
+    return [
+        {
+            "name": item["Name"],
+            "state": item["State"]["Status"],
+            "health": item["State"].get("Health", {}).get("Status"),
+            "networks": {
+                name: (net.get("IPAddress"), net.get("Aliases"))
+                for name, net in item["NetworkSettings"]["Networks"].items()
+            },
+        }
+        for item in inspected
+        if item["Config"]["Labels"].get("astats.service") == "backend"
+    ]
 
 
 def write_migration(context: Path, revision: str, down: str, body: str) -> None:
