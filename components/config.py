@@ -236,9 +236,10 @@ class NginxSettings(Settings):
         "nginx:1.30", description="nginx image (needs curl; `resolve` mode needs >= 1.27.3)."
     )
     upstream_mode: UpstreamMode = Field(
-        "resolve",
-        description="`resolve`: upstream blocks that re-resolve and keep connections alive; "
-        "`variable`: re-resolve per request without keepalive (any nginx version).",
+        "variable",
+        description="`variable`: re-resolve per request, no upstream keepalive (any nginx "
+        "version); `resolve`: upstream blocks that re-resolve in the background and keep "
+        "connections alive (nginx >= 1.27.3; see docs/proxy.md before choosing it).",
     )
     http_port: Port = Field(8080, description="Host port nginx publishes.")
     bind_address: str = Field("0.0.0.0", description="Host address the port is bound to.")

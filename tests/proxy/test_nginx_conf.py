@@ -129,9 +129,10 @@ def test_variable_mode_resolves_per_request_without_upstream_blocks() -> None:
     assert 'Connection ""' not in config
 
 
-def test_default_upstream_mode_is_resolve() -> None:
+def test_default_upstream_mode_is_variable() -> None:
     config = render_nginx_conf(NginxSettings(), DEFAULT_PREFIXES, DOCKER_UPSTREAMS)
-    assert "server backend:8000 resolve;" in config
+    assert "set $backend_upstream backend:8000;" in config
+    assert "resolve;" not in config
 
 
 def test_rendering_is_deterministic() -> None:

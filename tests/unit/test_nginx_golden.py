@@ -31,7 +31,7 @@ def every_option_changed() -> dict[str, Any]:
     settings = stack_settings("dev")
     settings["nginx"] = {
         **settings["nginx"],
-        "upstreamMode": "variable",
+        "upstreamMode": "resolve",
         "clientMaxBodySize": "1m",
         "proxyReadTimeoutS": 90,
         "gzip": False,

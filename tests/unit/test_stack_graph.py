@@ -252,16 +252,19 @@ def nginx_conf(g: Graph) -> str:
 def test_nginx_runs_the_rendered_config(graph: Graph) -> None:
     conf = nginx_conf(graph)
     assert 'location ^~ "/ws/dev-cockpit"' in conf
-    assert "server backend:8000 resolve;" in conf
-    assert "keepalive" in conf
+    # Resolved per request: the real engine showed `resolve` upstreams keeping a replaced
+    # backend's address after a rollout (docs/proxy.md).
+    assert "set $backend_upstream backend:8000;" in conf
+    assert "resolve;" not in conf
+    assert "resolver 127.0.0.11" in conf
 
 
 def test_nginx_upstream_mode_is_configurable() -> None:
     config = dev_config()
-    config["nginx"] = {**config["nginx"], "upstreamMode": "variable"}
+    config["nginx"] = {**config["nginx"], "upstreamMode": "resolve"}
     conf = nginx_conf(evaluate(config))
-    assert "resolve;" not in conf
-    assert "resolver 127.0.0.11" in conf
+    assert "server backend:8000 resolve;" in conf
+    assert "keepalive" in conf
 
 
 def test_stack_outputs_tell_operators_where_everything_is(graph: Graph) -> None:
