@@ -110,7 +110,7 @@ def _through_copy_line(src: int) -> bytes:
             if script.startswith(_COPY, line_start):
                 return bytes(script)
             line_start = len(script)
-    raise BrokenPipeError("the archive's script ended before its COPY line")
+    raise OpsError("the archive's script for the table ended before its COPY line")
 
 
 def _deal(src: int, sinks: Sequence[int]) -> None:

@@ -9,22 +9,30 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ASTATS = str(Path(sys.executable).parent / "astats")
 WAIT_S = 90.0
 
 
-def astats(stack: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def astats(
+    stack: str,
+    *args: str,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """``astats --stack STACK ARGS`` to completion, in ``env`` (this one by default) with a
+    wide terminal."""
     return subprocess.run(
         [ASTATS, "--stack", stack, *args],
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
-        env={**os.environ, "COLUMNS": "250"},
+        env={**(os.environ if env is None else env), "COLUMNS": "250"},
     )
 
 

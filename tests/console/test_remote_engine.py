@@ -60,15 +60,7 @@ class Remote:
     def astats(
         self, docker_host: str, stack: str, *args: str, stdin: str = ""
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [ASTATS, "--stack", stack, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=self.env(docker_host),
-        )
+        return astats(stack, *args, stdin=stdin, env=self.env(docker_host), timeout=120)
 
 
 def _program(name: str, fallback: str, package: str) -> str:
@@ -311,14 +303,8 @@ def test_an_unreachable_ssh_host_is_one_line_naming_docker_host(remote: Remote) 
 
 
 def test_without_an_ssh_client_the_line_says_so(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [ASTATS, "--stack", "any", "status"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "PATH": str(tmp_path), "DOCKER_HOST": "ssh://root@127.0.0.1"},
-    )
+    env = {**os.environ, "PATH": str(tmp_path), "DOCKER_HOST": "ssh://root@127.0.0.1"}
+    result = astats("any", "status", env=env, timeout=60)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "astats status: error: DOCKER_HOST is ssh://root@127.0.0.1, which needs the ssh client "

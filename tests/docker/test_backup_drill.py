@@ -21,6 +21,7 @@ from components.database import DB_ALIAS
 from tests.support.ci import unavailable
 from tests.support.docker import docker
 from tests.support.docker_env import DATABASE, Env, sql, start_database
+from tests.support.errors import assert_one_line_error
 
 SCRATCH = f"{DATABASE.name}_astats_drill"
 # Enough rows that loading the scratch copy takes seconds, so a fault can land during it.
@@ -96,16 +97,6 @@ def backup_files(container: str) -> dict[str, str]:
     return {line.split()[1]: line.split()[0] for line in listing.stdout.splitlines()}
 
 
-def one_line(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    assert result.returncode != 0, result
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment.lower() in lines[0].lower(), lines[0]
-    return lines[0]
-
-
 def while_scratch_exists(
     database: str, command: list[str], fault: Callable[[], object]
 ) -> subprocess.CompletedProcess[str]:
@@ -167,7 +158,7 @@ def test_the_database_dying_mid_drill_fails_the_run_and_the_next_drill_cleans_up
         database, ["docker", "exec", tools, *SCHEDULE_ONCE], lambda: docker("kill", database)
     )
 
-    line = one_line(
+    line = assert_one_line_error(
         run, "run failed: drill: ", "that the database server is running", "next drill drops it"
     )
     # Killed while pg_restore ran a section, or while the big table loaded over its sessions.
@@ -240,7 +231,7 @@ def test_a_disk_filling_during_a_drill_fails_it_in_one_line_and_drops_the_copy(
 
     drill = ops(tools, *OPS, "drill", f"--dest={BACKUPS_MOUNT}", "--drill-tablespace=drills")
 
-    one_line(drill, "drill failed", "disk is full")
+    assert_one_line_error(drill, "drill failed", "disk is full")
     assert SCRATCH not in databases(database)
     assert live_data(database) == live
     assert backup_files(tools) == before

@@ -10,12 +10,12 @@ import pytest
 
 from astats_ops.backup import create_backup
 from tests.ops.helpers import (
-    assert_one_line_error,
     directory_state,
     remount_read_only,
     run_cli,
     tmpfs,
 )
+from tests.support.errors import assert_one_line_error
 from tests.support.postgres import PostgresCluster, postgres_cluster
 
 NOISE_SQL = """

@@ -15,12 +15,12 @@ from astats_ops.restore import STAGING_MARKER
 from astats_ops.scratch import literal
 from tests.ops.helpers import (
     REPO_ROOT,
-    assert_one_line_error,
     database_fingerprint,
     databases,
     directory_state,
     run_cli,
 )
+from tests.support.errors import assert_one_line_error
 from tests.support.postgres import PostgresCluster
 
 DAMAGE_SQL = """

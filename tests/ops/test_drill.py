@@ -18,7 +18,6 @@ from astats_ops.drill import scratch_name
 from tests.ops.helpers import (
     REPO_ROOT,
     SEED_SQL,
-    assert_one_line_error,
     database_fingerprint,
     databases,
     directory_state,
@@ -26,6 +25,7 @@ from tests.ops.helpers import (
     run_cli,
     tmpfs,
 )
+from tests.support.errors import assert_one_line_error
 from tests.support.postgres import PostgresCluster, postgres_cluster
 
 SCRATCH = scratch_name("astats")

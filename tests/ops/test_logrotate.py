@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from astats_ops.logrotate import rotate_log
-from tests.ops.helpers import assert_one_line_error, run_cli
+from tests.ops.helpers import run_cli
+from tests.support.errors import assert_one_line_error
 
 # Appends numbered lines until the stop file appears (or a cap is reached), then prints how
 # many it wrote: the test decides when enough rotations happened, not the clock.

@@ -18,11 +18,11 @@ from astats_ops.errors import OpsError
 from astats_ops.offsite import OffsiteTarget, make_client, prune_remote, remote_names, sync
 from astats_ops.retention import Policy
 from tests.ops.helpers import (
-    assert_one_line_error,
     directory_state,
     make_backup_files,
     run_cli,
 )
+from tests.support.errors import assert_one_line_error
 from tests.support.postgres import PostgresCluster, free_tcp_port
 
 STAMPS = [f"2024010{day}T120000Z" for day in range(1, 6)]

@@ -8,7 +8,6 @@ diff to review; the golden file changes in the same commit.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from tests.pulumi_harness import DEV_SECRETS, ROOT, evaluate
+from tests.support.golden import assert_matches_golden
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 OFFSITE_SECRETS = {"backupS3AccessKeyId": "AKIA-golden", "backupS3SecretAccessKey": "golden"}
@@ -60,14 +60,4 @@ def shipped_nginx_conf(case: str) -> str:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_shipped_nginx_conf_is_the_reviewed_one(case: str) -> None:
-    expected = (GOLDEN / f"nginx.{case}.conf").read_text()
-    actual = shipped_nginx_conf(case)
-    diff = "".join(
-        difflib.unified_diff(
-            expected.splitlines(keepends=True),
-            actual.splitlines(keepends=True),
-            f"golden/nginx.{case}.conf",
-            "rendered",
-        )
-    )
-    assert actual == expected, diff
+    assert_matches_golden(GOLDEN / f"nginx.{case}.conf", shipped_nginx_conf(case), "rendered")

@@ -11,9 +11,7 @@ to review; regenerate with `ASTATS_WRITE_GOLDEN=1 pytest tests/unit/test_resourc
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 import yaml
 
 from tests.pulumi_harness import DEV_SECRETS, ROOT, SECRET_SIG, Graph, evaluate
+from tests.support.golden import assert_matches_golden
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SECRET = "<secret>"
@@ -102,17 +101,4 @@ def registered(case: str) -> str:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_registered_resource_is_the_reviewed_one(case: str) -> None:
-    path = GOLDEN / f"resources.{case}.json"
-    actual = registered(case)
-    if os.environ.get("ASTATS_WRITE_GOLDEN") == "1":
-        path.write_text(actual)
-    expected = path.read_text()
-    diff = "".join(
-        difflib.unified_diff(
-            expected.splitlines(keepends=True),
-            actual.splitlines(keepends=True),
-            f"golden/{path.name}",
-            "registered",
-        )
-    )
-    assert actual == expected, diff
+    assert_matches_golden(GOLDEN / f"resources.{case}.json", registered(case), "registered")
