@@ -20,6 +20,7 @@ from pulumi.runtime import config as runtime_config
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -72,6 +73,26 @@ Size = Annotated[
 ]
 
 
+def _env_text(value: object) -> object:
+    """Numbers and booleans become the text a container sees, as in compose's `environment`:
+    `pulumi config set --path` stores `4` and `true` typed, not as text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    kind = {dict: "an object", list: "a list", type(None): "empty"}.get(type(value), "not text")
+    raise PydanticCustomError(
+        "env_text",
+        f"is {kind}, but an environment value is text, a number or true/false",
+    )
+
+
+# A value for an environment variable or build argument.
+EnvText = Annotated[str, BeforeValidator(_env_text)]
+
+
 def _conflict(template: str, keys: dict[str, str], **values: object) -> PydanticCustomError:
     """A rule over several settings is broken.
 
@@ -118,7 +139,12 @@ class BuildSettings(Settings):
     context: str = Field(description="Build context, relative to the project directory.")
     dockerfile: str = Field("Dockerfile", description="Dockerfile, relative to the context.")
     target: str | None = Field(None, description="Multi-stage build target.")
-    args: dict[str, str] = Field(default_factory=dict, description="Build arguments.")
+    args: dict[str, EnvText] = Field(default_factory=dict, description="Build arguments.")
+    platform: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$",
+        description="Platform to build for (linux/arm64); default: this machine's.",
+    )
 
 
 class AppImageSettings(Settings):
@@ -129,7 +155,9 @@ class AppImageSettings(Settings):
     memory_mb: MemoryMb = 512
     cpus: Cpus = 1.0
     host_port: Port | None = Field(None, description="Publish directly on the host (debugging).")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra non-secret env.")
+    env: dict[str, EnvText] = Field(
+        default_factory=dict, description="Extra non-secret env (numbers and booleans as text)."
+    )
     healthcheck: Healthcheck = Healthcheck()
 
     @model_validator(mode="after")

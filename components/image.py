@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import platform
+
 import pulumi
 import pulumi_docker as docker
 
 from components.config import AppImageSettings, BuildSettings
+
+# `platform.machine()` spellings of the architectures Docker names differently.
+DOCKER_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7"}
+
+
+def host_platform() -> str:
+    """The platform of the machine running the program, as Docker names it (linux/amd64).
+
+    Naming it keeps a build from guessing (and the provider from warning on every preview);
+    an engine of another architecture (a remote DOCKER_HOST) is set with `build.platform`.
+    """
+    machine = platform.machine().lower()
+    return f"linux/{DOCKER_ARCHITECTURES.get(machine, machine)}"
 
 
 def built_image(
@@ -25,6 +40,7 @@ def built_image(
             target=build.target,
             args=dict(sorted(build.args.items())) or None,
             builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
+            platform=build.platform or host_platform(),
         ),
         skip_push=True,
         opts=opts,

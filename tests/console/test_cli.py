@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,38 +71,3 @@ def test_the_stack_defaults_to_dev_where_pulumi_cannot_say(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert default_stack_name(tmp_path) == "dev"
-
-
-def test_the_stack_defaults_to_the_selected_pulumi_stack(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pulumi = shutil.which("pulumi")
-    if pulumi is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the pulumi CLI is not installed")
-        pytest.skip("the pulumi CLI is not installed")
-    project = tmp_path / "project"
-    (project / ".pulumi-state").mkdir(parents=True)
-    (project / "Pulumi.yaml").write_text("name: console-test\nruntime: python\n")
-    env = {
-        "PULUMI_BACKEND_URL": f"file://{project / '.pulumi-state'}",
-        "PULUMI_CONFIG_PASSPHRASE": "test",
-        "PULUMI_HOME": str(tmp_path / "home"),
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    # No stack selected yet: the CLI fails, and the console falls back.
-    assert default_stack_name(project) == "dev"
-    subprocess.run(
-        [pulumi, "stack", "init", "staging", "--non-interactive"],
-        cwd=project,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    # scripts/up's file backend beside Pulumi.yaml is found without PULUMI_BACKEND_URL, from
-    # anywhere in the project.
-    monkeypatch.delenv("PULUMI_BACKEND_URL")
-    (project / "sub").mkdir()
-    assert default_stack_name(project / "sub") == "staging"

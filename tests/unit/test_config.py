@@ -258,3 +258,31 @@ def test_a_rule_over_several_settings_repeats_no_other_setting() -> None:
     with pytest.raises(ValidationError) as caught:
         StackSettings.model_validate(config)
     assert "input_value" not in str(caught.value), "pydantic's own text dumps the settings"
+
+
+@pytest.mark.parametrize(
+    ("given", "seen"),
+    [(4, "4"), (0.5, "0.5"), (True, "true"), (False, "false"), ("4", "4"), ("", "")],
+)
+def test_env_numbers_and_booleans_are_taken_as_text_like_compose(given: object, seen: str) -> None:
+    settings = StackSettings.model_validate(changed(backend={"env": {"WORKERS": given}}))
+    assert settings.backend.env == {"WORKERS": seen}
+
+
+def test_a_build_argument_number_is_taken_as_text() -> None:
+    settings = StackSettings.model_validate(
+        changed(backend={"build": {**BUILD, "args": {"NODE_MAJOR": 20}}})
+    )
+    assert settings.backend.build is not None
+    assert settings.backend.build.args == {"NODE_MAJOR": "20"}
+
+
+@pytest.mark.parametrize(("given", "kind"), [([1, 2], "a list"), ({"a": 1}, "an object")])
+def test_an_env_value_that_cannot_be_text_names_the_key_and_a_fix_that_works(
+    given: object, kind: str
+) -> None:
+    message = failing(changed(backend={"env": {"WORKERS": given}}))
+    assert (
+        f"astats:backend.env.WORKERS: is {kind}, but an environment value is text, a number or "
+        "true/false; fix: pulumi config set --path 'astats:backend.env.WORKERS' <value>"
+    ) in message
