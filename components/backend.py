@@ -18,7 +18,6 @@ from components.workers import uvicorn_workers
 if TYPE_CHECKING:
     from components.migration import Migration
 
-BACKEND_ALIAS = "backend"
 LOG_FILE = "LATEST_LOG.txt"
 
 
@@ -78,7 +77,6 @@ class Backend(ProxiedService):
     ):
         super().__init__("astats:backend:Backend", name, None, opts)
         stack, settings, database = inputs.stack, inputs.release.settings, inputs.release.database
-        self.upstream = f"{BACKEND_ALIAS}:{settings.port}"
         self.api_prefixes = settings.api_prefixes
         spec = ServiceSpec(
             service="backend",
@@ -94,13 +92,10 @@ class Backend(ProxiedService):
                 }
             ),
             mounts=[Mount(stack.volumes.backend_logs, settings.log_dir)],
-            networks=[
-                Attachment(stack.networks.edge, aliases=[BACKEND_ALIAS]),
-                Attachment(stack.networks.data),
-            ],
+            # No shared alias: nginx reaches this container by its name once it is healthy.
+            networks=[Attachment(stack.networks.edge), Attachment(stack.networks.data)],
             host_ports=loopback_port(settings.host_port, settings.port),
             health_test=http_health_test(settings.port, settings.health_path),
             healthcheck=settings.healthcheck,
-            drains=True,
         )
-        self.run(stack, spec, after=inputs.after)
+        self.serve(stack, spec, port=settings.port, after=inputs.after)

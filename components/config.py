@@ -12,7 +12,7 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import pulumi
@@ -53,8 +53,6 @@ NGINX_OWN_LOCATIONS = {
 }
 # The error type of a rule over several settings (see `_conflict`).
 CONFLICT = "settings_conflict"
-
-UpstreamMode = Literal["resolve", "variable"]
 
 
 def _url_path(path: str) -> str:
@@ -135,6 +133,12 @@ class Healthcheck(Settings):
         return self.start_period_s + self.retries * (self.interval_s + self.timeout_s)
 
 
+# Traffic moves to a new backend or frontend once it is healthy, and Docker (before 25) checks
+# first one interval after start: a short interval is what lets a rollout move on in seconds.
+# The checks are a small HTTP request each, cheap enough at this rate (bench/bench_healthcheck.py).
+WEB_HEALTHCHECK = Healthcheck(interval_s=2, timeout_s=3, retries=5, start_period_s=30)
+
+
 class BuildSettings(Settings):
     context: str = Field(description="Build context, relative to the project directory.")
     dockerfile: str = Field("Dockerfile", description="Dockerfile, relative to the context.")
@@ -207,7 +211,7 @@ class BackendSettings(AppImageSettings):
         description="Run in the backend image after the pre-migration backup.",
     )
     log_dir: str = Field("/app/logs", description="Where the backend writes LATEST_LOG.txt.")
-    healthcheck: Healthcheck = Healthcheck(start_period_s=20)
+    healthcheck: Healthcheck = WEB_HEALTHCHECK
 
     @field_validator("api_prefixes")
     @classmethod
@@ -228,7 +232,15 @@ class FrontendSettings(AppImageSettings):
         min_length=1,
         description="The server the launcher starts (the image's own CMD does not survive it).",
     )
-    healthcheck: Healthcheck = Healthcheck(start_period_s=20)
+    static_dir: str = Field(
+        "/app/.next/static",
+        pattern=r"^/[A-Za-z0-9._/-]*$",
+        description="Next.js static files in the image (nginx serves recent releases').",
+    )
+    keep_asset_releases: int = Field(
+        3, ge=1, le=50, description="Releases whose /_next/static/ files nginx keeps serving."
+    )
+    healthcheck: Healthcheck = WEB_HEALTHCHECK
 
 
 class DatabaseSettings(Settings):
@@ -260,15 +272,7 @@ class WebSocketSettings(Settings):
 
 
 class NginxSettings(Settings):
-    image: str = Field(
-        "nginx:1.30", description="nginx image (needs curl; `resolve` mode needs >= 1.27.3)."
-    )
-    upstream_mode: UpstreamMode = Field(
-        "variable",
-        description="`variable`: re-resolve per request, no upstream keepalive (any nginx "
-        "version); `resolve`: upstream blocks that re-resolve in the background and keep "
-        "connections alive (nginx >= 1.27.3; see docs/proxy.md before choosing it).",
-    )
+    image: str = Field("nginx:1.30", description="nginx image (needs curl and /bin/sh).")
     http_port: Port = Field(8080, description="Host port nginx publishes.")
     bind_address: str = Field("0.0.0.0", description="Host address the port is bound to.")
     memory_mb: MemoryMb = 128
@@ -278,9 +282,6 @@ class NginxSettings(Settings):
     gzip: bool = Field(True, description="Compress text responses.")
     static_cache_days: int = Field(
         365, ge=0, le=3650, description="Cache lifetime of Next.js /_next/static/ assets."
-    )
-    resolver_valid_s: int = Field(
-        10, ge=1, le=300, description="Seconds nginx caches an upstream's address (Docker DNS)."
     )
     websocket: WebSocketSettings = WebSocketSettings()
     healthcheck: Healthcheck = Healthcheck(interval_s=10, retries=3, start_period_s=5)
@@ -503,7 +504,9 @@ def _validation_problems(error: ValidationError) -> list[str]:
             hint = difflib.get_close_matches(name, known, n=1)
             guess = f" (did you mean '{hint[0]}'?)" if hint else ""
             problems.append(
-                f"{NAMESPACE}:{key}: unknown setting{guess}; known here: {', '.join(sorted(known))}"
+                f"{NAMESPACE}:{key}: unknown setting{guess}; "
+                f"known here: {', '.join(sorted(known))}; "
+                f"remove it with: pulumi config rm --path '{NAMESPACE}:{key}'"
             )
             continue
         if item["type"] == "missing":
@@ -536,6 +539,10 @@ def _known_fields(path: tuple[str | int, ...]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
+# A secret's value is typed at the prompt or piped in, never put on a command line.
+SECRET_INPUT = "(it reads the value from the prompt or stdin)"
+
+
 def _read_secrets(
     config: pulumi.Config, keys: dict[str, bool], offsite: bool
 ) -> tuple[dict[str, pulumi.Output[str]], list[str]]:
@@ -543,7 +550,7 @@ def _read_secrets(
     wanted = REQUIRED_SECRETS + (OFFSITE_SECRETS if offsite else ())
     found: dict[str, pulumi.Output[str]] = {}
     for key in wanted:
-        fix = f"pulumi config set --secret {NAMESPACE}:{key} <value>"
+        fix = f"pulumi config set --secret {NAMESPACE}:{key} {SECRET_INPUT}"
         if key not in keys:
             why = f" ({SECRET_KEYS[key]})"
             need = " because backup.s3 is set" if key in OFFSITE_SECRETS else ""
@@ -561,7 +568,8 @@ def _read_secrets(
         else:
             problems.append(
                 f"{NAMESPACE}:{ALERT_SECRET}: stored in plain text in Pulumi.<stack>.yaml; "
-                f"re-set it encrypted: pulumi config set --secret {NAMESPACE}:{ALERT_SECRET}"
+                "re-set it encrypted: "
+                f"pulumi config set --secret {NAMESPACE}:{ALERT_SECRET} {SECRET_INPUT}"
             )
     return found, problems
 

@@ -21,7 +21,6 @@ from components.docker_values import docker_cpus, docker_duration
 WAIT_MARGIN_S = 30
 RESTART_POLICY = "unless-stopped"
 STOP_GRACE_S = 30
-DRAIN_ENV = "ASTATS_DRAIN_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -37,17 +36,15 @@ class VolumeNames:
     pgdata: pulumi.Input[str]
     backups: pulumi.Input[str]
     backend_logs: pulumi.Input[str]
+    upstreams: pulumi.Input[str]
+    """Which container each of nginx's upstreams reaches (components/switch.py)."""
+    assets: pulumi.Input[str]
+    """The frontend's static files of recent releases, served by nginx."""
 
 
 def docker_name(stack: str, role: str) -> str:
     """`astats-<stack>-<role>`: how the stack's networks, volumes, images and jobs are named."""
     return f"astats-{stack}-{role}"
-
-
-def drain_seconds(settings: StackSettings) -> int:
-    # An old backend or frontend keeps serving after its stop until nginx has re-resolved
-    # the name to the replacement (its DNS cache counts whole seconds: valid + 1).
-    return settings.nginx.resolver_valid_s + 2
 
 
 @dataclass(frozen=True)
@@ -59,14 +56,12 @@ class StackContext:
     networks: NetworkNames
     volumes: VolumeNames
     logging: LoggingSettings
-    drain_s: int
-    """Seconds a web service keeps serving after a stop, so nginx can move on first."""
 
     @classmethod
     def of(
         cls, name: str, settings: StackSettings, networks: NetworkNames, volumes: VolumeNames
     ) -> StackContext:
-        return cls(name, networks, volumes, settings.logging, drain_seconds(settings))
+        return cls(name, networks, volumes, settings.logging)
 
     def docker_name(self, role: str) -> str:
         return docker_name(self.name, role)
@@ -129,8 +124,6 @@ class ServiceSpec:
     """At most one instance may run at once (a data directory, a scheduler)."""
     shm_size_mb: int | None = None
     user: str | None = None
-    drains: bool = False
-    """The launcher keeps serving for the stack's drain time after a stop (web services)."""
 
 
 def wait_timeout_s(healthcheck: Healthcheck) -> int:
@@ -160,9 +153,6 @@ def service_container(
     its logical name is the service's unless `name` is given."""
     check = spec.healthcheck
     envs = dict(spec.envs)
-    drain_s = stack.drain_s if spec.drains else 0
-    if drain_s:
-        envs[DRAIN_ENV] = str(drain_s)
     # Containers with a host port, or that must never run twice (a data directory, a
     # scheduler), are removed before their replacement starts; the rest are replaced
     # create-before-delete, so a healthy successor exists before the old one goes.
@@ -202,7 +192,7 @@ def service_container(
         ),
         wait=True,
         wait_timeout=wait_timeout_s(check),
-        destroy_grace_seconds=STOP_GRACE_S + drain_s,
+        destroy_grace_seconds=STOP_GRACE_S,
         networks_advanced=[
             docker.ContainerNetworksAdvancedArgs(name=a.network, aliases=list(a.aliases) or None)
             for a in spec.networks

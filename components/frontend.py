@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_command as command
 
 from components.config import FrontendSettings
 from components.container import Attachment, ServiceSpec, loopback_port
 from components.launcher import launcher_entrypoint, launcher_uploads
 from components.service import ComponentInputs, ProxiedService
-
-FRONTEND_ALIAS = "frontend"
+from components.switch import publish_assets
 
 
 def node_health_test(port: int, path: str) -> list[str]:
@@ -29,12 +29,22 @@ class FrontendInputs(ComponentInputs):
 
 
 class Frontend(ProxiedService):
+    assets: command.local.Command
+    """This release's static files published beside the last releases'."""
+
     def __init__(
         self, name: str, inputs: FrontendInputs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("astats:frontend:Frontend", name, None, opts)
         settings = inputs.settings
-        self.upstream = f"{FRONTEND_ALIAS}:{settings.port}"
+        # The release's static files join the last releases' before traffic moves to it.
+        self.assets = publish_assets(
+            self,
+            inputs.stack,
+            image=inputs.image,
+            static_dir=settings.static_dir,
+            keep=settings.keep_asset_releases,
+        )
         spec = ServiceSpec(
             service="frontend",
             image=inputs.image,
@@ -45,7 +55,8 @@ class Frontend(ProxiedService):
                 "PORT": str(settings.port),
                 "HOSTNAME": "0.0.0.0",
             },
-            networks=[Attachment(inputs.stack.networks.edge, aliases=[FRONTEND_ALIAS])],
+            # No shared alias: nginx reaches this container by its name once it is healthy.
+            networks=[Attachment(inputs.stack.networks.edge)],
             host_ports=loopback_port(settings.host_port, settings.port),
             health_test=node_health_test(settings.port, settings.health_path),
             healthcheck=settings.healthcheck,
@@ -53,6 +64,11 @@ class Frontend(ProxiedService):
             # Docker drops an image's CMD once the entrypoint is overridden.
             command=settings.command,
             uploads=launcher_uploads({}),
-            drains=True,
         )
-        self.run(inputs.stack, spec, after=inputs.after)
+        self.serve(
+            inputs.stack,
+            spec,
+            port=settings.port,
+            after=inputs.after,
+            switch_after=[self.assets],
+        )

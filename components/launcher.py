@@ -1,4 +1,4 @@
-"""The launcher application containers start through: secrets from files, drain on stop."""
+"""The launcher application containers start through: secrets from files, then the service."""
 
 from __future__ import annotations
 

@@ -9,10 +9,11 @@ import pulumi
 
 from components.backend import Backend
 from components.config import NginxSettings
-from components.container import Attachment, ServiceSpec, Upload
+from components.container import Attachment, Mount, ServiceSpec, Upload
 from components.image import referenced_image
-from components.nginx_conf import Upstreams, render_nginx_conf
+from components.nginx_conf import SwitchedUpstreams, render_nginx_conf
 from components.service import ComponentInputs, ProxiedService, Service
+from components.switch import ASSETS_DIR, UPSTREAM_DIR
 
 CONFIG_PATH = "/etc/nginx/nginx.conf"
 LISTEN_PORT = 80
@@ -24,7 +25,7 @@ def nginx_health_test() -> list[str]:
 
 @dataclass(frozen=True, kw_only=True)
 class NginxInputs(ComponentInputs):
-    """nginx starts once both services it proxies to are healthy."""
+    """nginx starts once both services it proxies to are healthy and switched to."""
 
     settings: NginxSettings
     backend: Backend
@@ -44,8 +45,9 @@ class Nginx(Service):
         self.config_text = render_nginx_conf(
             settings,
             backend.api_prefixes,
-            Upstreams(backend=backend.upstream, frontend=frontend.upstream),
+            SwitchedUpstreams(UPSTREAM_DIR),
             listen_port=LISTEN_PORT,
+            assets_root=ASSETS_DIR,
         )
         image = referenced_image("image", reference=settings.image, opts=child)
         spec = ServiceSpec(
@@ -53,9 +55,13 @@ class Nginx(Service):
             image=image,
             limits=settings,
             uploads=[Upload(CONFIG_PATH, self.config_text)],
+            mounts=[
+                Mount(inputs.stack.volumes.upstreams, UPSTREAM_DIR),
+                Mount(inputs.stack.volumes.assets, ASSETS_DIR, read_only=True),
+            ],
             networks=[Attachment(inputs.stack.networks.edge)],
             host_ports=[(settings.bind_address, settings.http_port, LISTEN_PORT)],
             health_test=nginx_health_test(),
             healthcheck=settings.healthcheck,
         )
-        self.run(inputs.stack, spec, after=[*inputs.after, backend.container, frontend.container])
+        self.run(inputs.stack, spec, after=[*inputs.after, backend.traffic, frontend.traffic])

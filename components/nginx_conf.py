@@ -3,8 +3,8 @@
 A pure function: no Pulumi, no clock, no randomness, so the same settings always give the
 same text (a no-op `pulumi up` must plan zero changes) and tests can run the result under a
 real nginx. The settings arrive validated by the config model, so nothing here checks them
-again. The two ways of reaching upstreams by name (`upstreamMode`) and why "resolve" is the
-default are explained in docs/proxy.md.
+again. Which container an upstream reaches is not DNS's choice: in Docker each upstream block
+includes a file that the health-gated switch rewrites (components/switch.py, docs/proxy.md).
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ from components.config import (
     NginxSettings,
     WebSocketSettings,
 )
-from components.config import UpstreamMode as UpstreamMode
 
-DOCKER_DNS = "127.0.0.11"
-RESOLVE_MIN_NGINX = (1, 27, 3)
 UPSTREAM_KEEPALIVE = 32
 # Below Uvicorn's and Node's 5 s idle timeout, so nginx drops an idle upstream connection
 # before the app does and never sends a request down one the app is closing.
@@ -31,7 +28,6 @@ UPSTREAM_KEEPALIVE_TIMEOUT_S = 4
 _HOST_PORT = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$"
 )
-_RESOLVER = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
 _INDENT = "    "
 _SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
@@ -53,11 +49,7 @@ _GZIP_TYPES = (
 
 @dataclass(frozen=True)
 class Upstreams:
-    """Where nginx sends requests: `host:port` of the backend and of the frontend.
-
-    In Docker these are the network aliases (`backend:8000`, `frontend:3000`); tests use
-    loopback addresses.
-    """
+    """Fixed addresses (`host:port`) of the backend and of the frontend: tests on loopback."""
 
     backend: str
     frontend: str
@@ -66,6 +58,23 @@ class Upstreams:
         for role, address in (("backend", self.backend), ("frontend", self.frontend)):
             if not _HOST_PORT.match(address) or not 0 < int(address.rsplit(":", 1)[1]) < 65_536:
                 raise ValueError(f"{role} upstream {address!r} is not host:port")
+
+    def servers(self, role: str) -> str:
+        return f"server {getattr(self, role)};"
+
+
+@dataclass(frozen=True)
+class SwitchedUpstreams:
+    """Each upstream's servers come from `<directory>/<role>.conf`, which the traffic switch
+    points at a container once it is healthy (components/files/switch-upstream.sh)."""
+
+    directory: str
+
+    def servers(self, role: str) -> str:
+        return f"include {self.directory}/{role}.conf;"
+
+
+UpstreamSource = Upstreams | SwitchedUpstreams
 
 
 @dataclass(frozen=True)
@@ -83,59 +92,35 @@ class NginxRuntime:
     access_log: str = "/dev/stdout"
 
 
-@dataclass(frozen=True)
-class _ProxyPass:
-    """The `proxy_pass` targets of one upstream mode.
-
-    "resolve": one `upstream {}` block per service with keepalive connections, its name
-    re-resolved by `server ... resolve` (nginx >= 1.27.3 when a resolver is set). "variable":
-    the address in a variable, so `proxy_pass` resolves it per request (any nginx version, but
-    a new upstream connection per request).
-    """
-
-    backend: str
-    frontend: str
-    keepalive: bool
-
-    @classmethod
-    def of(cls, mode: UpstreamMode) -> _ProxyPass:
-        if mode == "resolve":
-            return cls("http://backend_upstream", "http://frontend_upstream", keepalive=True)
-        return cls("http://$backend_upstream", "http://$frontend_upstream", keepalive=False)
+BACKEND = "http://backend_upstream"
+FRONTEND = "http://frontend_upstream"
+FRONTEND_STATIC = "@frontend_static"
 
 
 def render_nginx_conf(
     settings: NginxSettings,
     api_prefixes: Sequence[str],
-    upstreams: Upstreams,
+    upstreams: UpstreamSource,
     *,
     listen_port: int = 80,
-    resolver: str | None = DOCKER_DNS,
+    assets_root: str | None = None,
     runtime: NginxRuntime = NginxRuntime(),
 ) -> str:
     """Render the complete nginx.conf.
 
     `api_prefixes` are the backend's (`backend.apiPrefixes`, checked by the config model).
-    `resolver` is the DNS server nginx asks for the upstream names while it runs (Docker's
-    embedded DNS by default); `None` means the upstreams are literal addresses and no
-    resolver is configured. `listen_port` is the port inside the container.
+    `assets_root` holds the frontend's `_next/static/` files of recent releases, served before
+    the frontend is asked; `None` sends every static request to the frontend. `listen_port` is
+    the port inside the container.
     """
     if not 0 < listen_port < 65_536:
         raise ValueError(f"listen_port {listen_port} is out of range")
-    if resolver is not None and not _RESOLVER.match(resolver):
-        raise ValueError(f"resolver {resolver!r} is not an address[:port]")
-    proxy = _ProxyPass.of(settings.upstream_mode)
     http = _paragraphs(
         _http_basics(settings.client_max_body_size, runtime),
         _gzip(settings.gzip),
         _forwarding_maps(),
-        _resolver(resolver, settings.resolver_valid_s),
-        *(
-            _upstream_block(role, address, resolve=resolver is not None)
-            for role, address in (("backend", upstreams.backend), ("frontend", upstreams.frontend))
-            if proxy.keepalive
-        ),
-        _server(settings, api_prefixes, upstreams, listen_port, proxy),
+        *(_upstream_block(role, upstreams.servers(role)) for role in ("backend", "frontend")),
+        _server(settings, api_prefixes, listen_port, assets_root),
     )
     lines = _paragraphs(
         _main_context(runtime),
@@ -215,24 +200,13 @@ def _forwarding_maps() -> list[str]:
     ]
 
 
-def _resolver(resolver: str | None, valid_s: int) -> list[str]:
-    if resolver is None:
-        return []
-    return [f"resolver {resolver} valid={valid_s}s ipv6=off;", "resolver_timeout 5s;"]
-
-
-def _upstream_block(role: str, address: str, *, resolve: bool) -> list[str]:
-    if resolve:
-        # `resolve` keeps the name's addresses current from the resolver (a replaced
-        # container's new address within resolverValidS) and lets nginx start while the name
-        # does not resolve yet; it needs the shared-memory zone.
-        server = [f"zone {role}_upstream 64k;", f"server {address} resolve;"]
-    else:
-        server = [f"server {address};"]
+def _upstream_block(role: str, servers: str) -> list[str]:
+    # The servers are fixed between reloads, so idle connections can be kept: a switch
+    # reloads nginx, and the old workers close theirs as they finish.
     return _block(
         f"upstream {role}_upstream",
         [
-            *server,
+            servers,
             f"keepalive {UPSTREAM_KEEPALIVE};",
             f"keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_S}s;",
         ],
@@ -242,42 +216,29 @@ def _upstream_block(role: str, address: str, *, resolve: bool) -> list[str]:
 def _server(
     settings: NginxSettings,
     api_prefixes: Sequence[str],
-    upstreams: Upstreams,
     listen_port: int,
-    proxy: _ProxyPass,
+    assets_root: str | None,
 ) -> list[str]:
     # A repeated prefix would be a duplicate location, which nginx refuses.
     prefixes = list(dict.fromkeys(api_prefixes))
-    catch_all = proxy.backend if "/" in prefixes else proxy.frontend
+    catch_all = BACKEND if "/" in prefixes else FRONTEND
     body = _paragraphs(
         [f"listen {listen_port};", "server_name _;"],
-        [] if proxy.keepalive else _upstream_variables(upstreams),
         _security_headers(),
-        _proxy_defaults(settings.proxy_read_timeout_s, keepalive=proxy.keepalive),
+        _proxy_defaults(settings.proxy_read_timeout_s),
         _health_location(),
-        _websocket_location(settings.websocket, proxy),
-        _static_location(settings.static_cache_days, proxy.frontend),
-        *(_prefix_location(prefix, proxy.backend) for prefix in prefixes if prefix != "/"),
+        _websocket_location(settings.websocket),
+        *_static_locations(settings.static_cache_days, assets_root),
+        *(_prefix_location(prefix) for prefix in prefixes if prefix != "/"),
         _block("location /", [f"proxy_pass {catch_all};"]),
     )
     return _block("server", body)
 
 
-def _upstream_variables(upstreams: Upstreams) -> list[str]:
-    # A variable in proxy_pass makes nginx resolve the name per request (cached for
-    # resolverValidS) instead of once at startup: see docs/proxy.md.
-    return [
-        f"set $backend_upstream {upstreams.backend};",
-        f"set $frontend_upstream {upstreams.frontend};",
-    ]
-
-
-def _proxy_defaults(read_timeout_s: int, *, keepalive: bool) -> list[str]:
+def _proxy_defaults(read_timeout_s: int) -> list[str]:
     return [
         "proxy_http_version 1.1;",
-        # Without keepalive every location may upgrade (the connection closes anyway), which
-        # is the exact text earlier releases shipped in "variable" mode.
-        *_forwarding_headers(upgrade=not keepalive),
+        *_forwarding_headers(upgrade=False),
         "proxy_connect_timeout 5s;",
         f"proxy_read_timeout {read_timeout_s}s;",
         f"proxy_send_timeout {read_timeout_s}s;",
@@ -292,14 +253,14 @@ def _health_location() -> list[str]:
     )
 
 
-def _websocket_location(websocket: WebSocketSettings, proxy: _ProxyPass) -> list[str]:
+def _websocket_location(websocket: WebSocketSettings) -> list[str]:
     return _block(
         f'location ^~ "{websocket.path}"',
         [
-            f"proxy_pass {proxy.backend};",
+            f"proxy_pass {BACKEND};",
             # proxy_set_header in a location replaces the server's whole list, so the upgrade
             # location repeats the forwarding headers next to its Upgrade/Connection pair.
-            *(_forwarding_headers(upgrade=True) if proxy.keepalive else []),
+            *_forwarding_headers(upgrade=True),
             "proxy_buffering off;",
             f"proxy_read_timeout {websocket.read_timeout_s}s;",
             f"proxy_send_timeout {websocket.send_timeout_s}s;",
@@ -307,23 +268,27 @@ def _websocket_location(websocket: WebSocketSettings, proxy: _ProxyPass) -> list
     )
 
 
-def _static_location(cache_days: int, frontend: str) -> list[str]:
+def _static_locations(cache_days: int, assets_root: str | None) -> list[list[str]]:
+    """`/_next/static/` from the assets of recent releases, else from the frontend: a page
+    loaded before a rollout still finds its chunks after it."""
     cache_control = (
         f"public, max-age={cache_days * 86_400}, immutable" if cache_days else "no-cache"
     )
-    return _block(
-        f'location ^~ "{NEXT_STATIC_PATH}"',
-        [
-            f"proxy_pass {frontend};",
-            *_hidden_headers("Cache-Control"),
-            *_security_headers(),
-            f'add_header Cache-Control "{cache_control}" always;',
-        ],
-    )
+    headers = [*_security_headers(), f'add_header Cache-Control "{cache_control}" always;']
+    from_frontend = [f"proxy_pass {FRONTEND};", *_hidden_headers("Cache-Control"), *headers]
+    if assets_root is None:
+        return [_block(f'location ^~ "{NEXT_STATIC_PATH}"', from_frontend)]
+    return [
+        _block(
+            f'location ^~ "{NEXT_STATIC_PATH}"',
+            [f"root {assets_root};", f"try_files $uri {FRONTEND_STATIC};", *headers],
+        ),
+        _block(f"location {FRONTEND_STATIC}", from_frontend),
+    ]
 
 
-def _prefix_location(prefix: str, backend: str) -> list[str]:
-    return _block(f'location ^~ "{prefix}"', [f"proxy_pass {backend};"])
+def _prefix_location(prefix: str) -> list[str]:
+    return _block(f'location ^~ "{prefix}"', [f"proxy_pass {BACKEND};"])
 
 
 def _security_headers() -> list[str]:

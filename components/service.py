@@ -7,9 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 from components.container import ServiceSpec, StackContext, service_container
+from components.switch import switch_traffic
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +42,24 @@ class Service(pulumi.ComponentResource):
 
 
 class ProxiedService(Service):
-    """A service nginx proxies to."""
+    """A service nginx proxies to, and only once its container is healthy."""
 
-    upstream: str
-    """host:port nginx proxies to."""
+    traffic: command.local.Command
+    """The switch that pointed nginx at this container; nginx's first start waits for it."""
+
+    def serve(
+        self,
+        stack: StackContext,
+        spec: ServiceSpec,
+        *,
+        port: int,
+        after: Sequence[pulumi.Resource],
+        switch_after: Sequence[pulumi.Resource] = (),
+    ) -> None:
+        """Start the container for `spec` once `after` is done; once it is healthy (and
+        `switch_after` is done), move nginx's traffic for the service to it."""
+        self.container = service_container(self, stack, spec, after=after)
+        self.traffic = switch_traffic(
+            self, stack, spec.service, self.container, port, image=spec.image, after=switch_after
+        )
+        self.register_outputs({"container": self.container.name})

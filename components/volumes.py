@@ -1,4 +1,5 @@
-"""The named volumes: database data, backups and the backend's logs; all outlive a destroy."""
+"""The named volumes: database data, backups, the backend's logs, nginx's upstream files and the
+frontend's published assets; all outlive a destroy."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ class Volumes(pulumi.ComponentResource):
     pgdata: docker.Volume
     backups: docker.Volume
     backend_logs: docker.Volume
+    upstreams: docker.Volume
+    assets: docker.Volume
     names: VolumeNames
 
     def __init__(
@@ -44,13 +47,21 @@ class Volumes(pulumi.ComponentResource):
         self.pgdata = volume("pgdata", "db", settings.database.volume_name, protect)
         self.backups = volume("backups", "backup", settings.backup.volume_name, protect)
         self.backend_logs = volume("backend-logs", "backend", None, False)
+        self.upstreams = volume("upstreams", "nginx", None, False)
+        self.assets = volume("assets", "frontend", None, False)
         self.names = VolumeNames(
-            pgdata=self.pgdata.name, backups=self.backups.name, backend_logs=self.backend_logs.name
+            pgdata=self.pgdata.name,
+            backups=self.backups.name,
+            backend_logs=self.backend_logs.name,
+            upstreams=self.upstreams.name,
+            assets=self.assets.name,
         )
         self.register_outputs(
             {
                 "pgdata": self.pgdata.name,
                 "backups": self.backups.name,
                 "backendLogs": self.backend_logs.name,
+                "upstreams": self.upstreams.name,
+                "assets": self.assets.name,
             }
         )

@@ -62,6 +62,16 @@ class Graph:
         assert len(found) == 1, f"expected one resource named {name!r}, found {len(found)}"
         return found[0]
 
+    def child_of(self, component: str, name: str, type_: str) -> Registered:
+        """The resource `name` of `type_` whose parent is the component named `component`."""
+        found = [
+            r
+            for r in self.resources
+            if r.name == name and r.type == type_ and r.parent.endswith(f"::{component}")
+        ]
+        assert len(found) == 1, f"expected one {name!r} under {component!r}, found {len(found)}"
+        return found[0]
+
     def by_urn(self, urn: str) -> Registered:
         return next(r for r in self.resources if r.urn == urn)
 

@@ -1,8 +1,7 @@
 """Fixtures: one demo backend and one frontend stand-in per session, nginx per module.
 
-`nginx` parametrizes a test over the nginx programs and upstream modes it runs against:
-Debian's own nginx 1.22 in "variable" mode (it predates `server ... resolve`), and a current
-nginx from Debian unstable, in a local container image, in both modes.
+`nginx` parametrizes a test over the nginx programs it runs against: Debian's own nginx 1.22,
+and a current nginx from Debian unstable in a local container image (as the stack runs it).
 """
 
 from __future__ import annotations
@@ -12,15 +11,14 @@ from collections.abc import Iterator
 import pytest
 
 from components.config import NginxSettings
-from components.nginx_conf import UpstreamMode, Upstreams
+from components.nginx_conf import Upstreams
 from tests.proxy import harness, nginx_image
 from tests.support.ci import unavailable
 from tests.support.debian_images import ImageError
 
-NGINX_VARIANTS = (
-    pytest.param(("local", "variable"), id="debian-variable"),
-    pytest.param(("container", "variable"), id="sid-variable"),
-    pytest.param(("container", "resolve"), id="sid-resolve"),
+NGINX_RUNNERS = (
+    pytest.param("local", id="debian"),
+    pytest.param("container", id="sid"),
 )
 
 
@@ -51,12 +49,10 @@ def container_nginx() -> harness.ContainerNginx:
         unavailable(f"no nginx >= 1.27.3 image: {exc}")
 
 
-@pytest.fixture(scope="session", params=NGINX_VARIANTS)
-def nginx(request: pytest.FixtureRequest) -> harness.NginxVariant:
-    kind, mode = request.param
-    upstream_mode: UpstreamMode = mode
-    runner: harness.NginxRunner = request.getfixturevalue(f"{kind}_nginx")
-    return harness.NginxVariant(runner, upstream_mode)
+@pytest.fixture(scope="session", params=NGINX_RUNNERS)
+def nginx(request: pytest.FixtureRequest) -> harness.NginxRunner:
+    runner: harness.NginxRunner = request.getfixturevalue(f"{request.param}_nginx")
+    return runner
 
 
 @pytest.fixture(scope="session")
@@ -78,9 +74,9 @@ def loopback_upstreams(backend_port: int, frontend_port: int) -> Upstreams:
 
 
 @pytest.fixture(scope="module")
-def proxy(nginx: harness.NginxVariant, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
+def proxy(nginx: harness.NginxRunner, loopback_upstreams: Upstreams) -> Iterator[harness.Nginx]:
     """nginx with the default settings in front of the loopback backend and frontend."""
     with harness.run_nginx(
-        NginxSettings(), harness.DEFAULT_PREFIXES, loopback_upstreams, variant=nginx
+        NginxSettings(), harness.DEFAULT_PREFIXES, loopback_upstreams, runner=nginx
     ) as running:
         yield running

@@ -3,10 +3,10 @@
 nginx runs in the foreground from a temp prefix with the config `render_nginx_conf` produced,
 either the machine's own nginx (Debian's 1.22) or, through `ContainerNginx`, a current nginx
 in a local image with the host's network and the prefix bind-mounted at the same path, so both
-see the same loopback upstreams, fake DNS and files. The demo backend runs under a real
-Uvicorn started the way the Pulumi program starts it, a tiny `http.server` stands in for the
-Next.js frontend, and a tiny DNS server plays Docker's embedded DNS so name re-resolution can
-be watched on loopback.
+see the same loopback upstreams and files. The demo backend runs under a real Uvicorn started
+the way the Pulumi program starts it, and a tiny `http.server` stands in for the Next.js
+frontend. `Nginx.switch` runs the program's traffic switch (components/files/switch-upstream.sh)
+where nginx runs: on this host, or inside the nginx container.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,8 @@ import httpx
 
 from components.backend import uvicorn_command
 from components.config import BackendSettings, BuildSettings, NginxSettings
-from components.nginx_conf import NginxRuntime, UpstreamMode, Upstreams, render_nginx_conf
+from components.nginx_conf import NginxRuntime, SwitchedUpstreams, Upstreams, render_nginx_conf
+from components.switch import SWITCH_SCRIPT
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PREFIXES = BackendSettings(build=BuildSettings(context=".")).api_prefixes
@@ -103,6 +103,14 @@ class LocalNginx:
     def command(self, root: Path, *args: str) -> list[str]:
         return [self.binary, "-p", str(root), "-c", str(root / "nginx.conf"), *args]
 
+    def nginx(self, root: Path) -> str:
+        """How a script where nginx runs calls it for this prefix (the switch's NGINX)."""
+        return f"{self.binary} -p {root} -c {root / 'nginx.conf'}"
+
+    def where_nginx_runs(self, command: Sequence[str], env: Mapping[str, str]) -> list[str]:
+        """An argv that runs a program beside the nginx `command` started, with `env`."""
+        return ["env", *(f"{k}={v}" for k, v in env.items())]
+
     def cleanup(self, command: Sequence[str]) -> None:
         pass
 
@@ -142,6 +150,19 @@ class ContainerNginx:
         self._names[tuple(command)] = name
         return command
 
+    def nginx(self, root: Path) -> str:
+        return f"nginx -p {root} -c {root / 'nginx.conf'}"
+
+    def where_nginx_runs(self, command: Sequence[str], env: Mapping[str, str]) -> list[str]:
+        name = self._names[tuple(command)]
+        return [
+            "docker",
+            "exec",
+            "--interactive",
+            *(f"--env={k}={v}" for k, v in env.items()),
+            name,
+        ]
+
     def cleanup(self, command: Sequence[str]) -> None:
         # The docker client passes SIGTERM on to nginx; should it die first, the container
         # would outlive the test.
@@ -153,25 +174,10 @@ class ContainerNginx:
 NginxRunner = LocalNginx | ContainerNginx
 
 
-@dataclass(frozen=True)
-class NginxVariant:
-    """One nginx program and the upstream mode its config is rendered in."""
-
-    runner: NginxRunner
-    upstream_mode: UpstreamMode
-
-    def __str__(self) -> str:
-        return f"{self.runner.label}, upstream_mode={self.upstream_mode}"
-
-
 def nginx_version(command: Sequence[str]) -> str:
     result = subprocess.run(list(command), capture_output=True, text=True, check=False)
     output = result.stderr + result.stdout
     return output.split("nginx/", 1)[1].split()[0] if "nginx/" in output else "?"
-
-
-def local_variant(upstream_mode: UpstreamMode = "variable") -> NginxVariant:
-    return NginxVariant(LocalNginx(nginx_binary()), upstream_mode)
 
 
 @dataclass
@@ -180,7 +186,8 @@ class Nginx:
     root: Path
     config: str
     process: subprocess.Popen[bytes]
-    variant: NginxVariant
+    runner: NginxRunner
+    command: list[str]
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -190,6 +197,27 @@ class Nginx:
 
     def log(self) -> str:
         return _tail(self.root / "error.log", 100)
+
+    @property
+    def upstream_dir(self) -> Path:
+        return self.root / "upstreams"
+
+    def switch(self, service: str, servers: str) -> subprocess.CompletedProcess[str]:
+        """The program's traffic switch, run where nginx runs, as `docker exec` runs it."""
+        env = {
+            "UPSTREAM_DIR": str(self.upstream_dir),
+            "PID_FILE": str(self.root / "nginx.pid"),
+            "NGINX": self.runner.nginx(self.root),
+        }
+        argv = self.runner.where_nginx_runs(self.command, env)
+        return subprocess.run(
+            [*argv, "/bin/sh", "-c", SWITCH_SCRIPT, "switch-upstream", service],
+            input=servers + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def runtime_in(root: Path) -> NginxRuntime:
@@ -225,36 +253,41 @@ def nginx_check(
 def run_nginx(
     settings: NginxSettings,
     api_prefixes: Sequence[str],
-    upstreams: Upstreams,
+    upstreams: Upstreams | None,
     *,
-    resolver: str | None = None,
-    variant: NginxVariant | None = None,
+    runner: NginxRunner | None = None,
+    assets_root: str | None = None,
+    upstream_files: Mapping[str, str] | None = None,
 ) -> Iterator[Nginx]:
-    """Render the config in the variant's upstream mode for a free loopback port and run
-    nginx on it until the block ends; without `variant`, the machine's own nginx in
-    "variable" mode."""
-    variant = variant or local_variant()
+    """Render the config for a free loopback port and run nginx on it until the block ends;
+    without `runner`, the machine's own nginx. With `upstreams` None, each upstream is
+    switched as in Docker: its servers come from `<root>/upstreams/<service>.conf`, written
+    from `upstream_files` (service -> `server` lines) before nginx starts."""
+    runner = runner or LocalNginx(nginx_binary())
     root = Path(tempfile.mkdtemp(prefix="astats-nginx-"))
     os.chmod(root, 0o755)  # workers run as nobody and write proxy temp files here
+    (root / "upstreams").mkdir()
+    for service, servers in (upstream_files or {}).items():
+        (root / "upstreams" / f"{service}.conf").write_text(servers + "\n")
     port = free_port()
     config = render_nginx_conf(
-        settings.model_copy(update={"upstream_mode": variant.upstream_mode}),
+        settings,
         api_prefixes,
-        upstreams,
+        upstreams or SwitchedUpstreams(str(root / "upstreams")),
         listen_port=port,
-        resolver=resolver,
+        assets_root=assets_root,
         runtime=runtime_in(root),
     )
     (root / "nginx.conf").write_text(config)
-    command = variant.runner.command(root, "-g", "daemon off;")
+    command = runner.command(root, "-g", "daemon off;")
     with (root / "stderr.log").open("wb") as stderr:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
     try:
         _wait_until_ok(f"http://127.0.0.1:{port}/healthz", process, root / "stderr.log", 20)
-        yield Nginx(port=port, root=root, config=config, process=process, variant=variant)
+        yield Nginx(port, root, config, process, runner, command)
     finally:
         _stop(process)
-        variant.runner.cleanup(command)
+        runner.cleanup(command)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -337,67 +370,3 @@ def run_frontend_stand_in(host: str = "127.0.0.1") -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-class FakeDns:
-    """A-record answers for a mutable table of names, like Docker's embedded DNS: a name
-    held by several containers answers with all their addresses; an unknown name NXDOMAIN."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.port: int = self._sock.getsockname()[1]
-        self._records: dict[str, list[str]] = {}
-        self._lock = threading.Lock()
-        self._running = True
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def set(self, name: str, addresses: Sequence[str]) -> None:
-        with self._lock:
-            if addresses:
-                self._records[name] = list(addresses)
-            else:
-                self._records.pop(name, None)
-
-    def close(self) -> None:
-        self._running = False
-        self._thread.join(timeout=2)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while self._running:
-            try:
-                query, client = self._sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with contextlib.suppress(ValueError, IndexError, struct.error):
-                self._sock.sendto(self._answer(query), client)
-
-    def _answer(self, query: bytes) -> bytes:
-        (ident,) = struct.unpack("!H", query[:2])
-        labels, offset = [], 12
-        while query[offset]:
-            length = query[offset]
-            labels.append(query[offset + 1 : offset + 1 + length].decode().lower())
-            offset += 1 + length
-        question = query[12 : offset + 5]
-        qtype, _ = struct.unpack("!HH", query[offset + 1 : offset + 5])
-        with self._lock:
-            addresses = list(self._records.get(".".join(labels), []))
-        known = bool(addresses)
-        answers = addresses if qtype == 1 else []
-        flags = 0x8180 if known else 0x8183
-        header = struct.pack("!HHHHHH", ident, flags, 1, len(answers), 0, 0)
-        records = b"".join(
-            struct.pack("!HHHIH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton(address)
-            for address in answers
-        )
-        return header + question + records

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from components.config import NginxSettings, WebSocketSettings
 from components.nginx_conf import (
     UPSTREAM_KEEPALIVE,
     NginxRuntime,
-    UpstreamMode,
+    SwitchedUpstreams,
     Upstreams,
     render_nginx_conf,
 )
+from components.switch import ASSETS_DIR, UPSTREAM_DIR
 from tests.proxy import harness
 from tests.proxy.harness import DEFAULT_PREFIXES
 
 PRODUCTION_RUNTIME = NginxRuntime()
-DOCKER_UPSTREAMS = Upstreams(backend="backend:8000", frontend="frontend:3000")
+SWITCHED = SwitchedUpstreams(UPSTREAM_DIR)
+LOOPBACK = Upstreams("127.0.0.1:8000", "127.0.0.1:3000")
 CUSTOM = NginxSettings(
     client_max_body_size="512k",
     proxy_read_timeout_s=120,
@@ -29,17 +33,9 @@ CUSTOM = NginxSettings(
 def _render(
     settings: NginxSettings,
     prefixes: tuple[str, ...],
-    resolver: str | None,
     runtime: NginxRuntime = PRODUCTION_RUNTIME,
-    upstream_mode: UpstreamMode = "resolve",
 ) -> str:
-    return render_nginx_conf(
-        settings.model_copy(update={"upstream_mode": upstream_mode}),
-        prefixes,
-        DOCKER_UPSTREAMS if resolver else Upstreams("127.0.0.1:8000", "127.0.0.1:3000"),
-        resolver=resolver,
-        runtime=runtime,
-    )
+    return render_nginx_conf(settings, prefixes, SWITCHED, runtime=runtime, assets_root=ASSETS_DIR)
 
 
 def _block(config: str, opening: str) -> str:
@@ -47,58 +43,49 @@ def _block(config: str, opening: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("settings", "prefixes", "resolver"),
+    ("settings", "prefixes", "switched"),
     [
-        pytest.param(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", id="defaults-docker-dns"),
-        pytest.param(CUSTOM, ("/v2/", "/admin", "/"), "127.0.0.11:53", id="custom-docker-dns"),
-        pytest.param(NginxSettings(), DEFAULT_PREFIXES, None, id="defaults-static"),
+        pytest.param(NginxSettings(), DEFAULT_PREFIXES, True, id="defaults-switched"),
+        pytest.param(CUSTOM, ("/v2/", "/admin", "/"), True, id="custom-switched"),
+        pytest.param(NginxSettings(), DEFAULT_PREFIXES, False, id="defaults-static"),
     ],
 )
 def test_nginx_accepts_the_rendered_config(
-    nginx: harness.NginxVariant,
+    nginx: harness.NginxRunner,
     settings: NginxSettings,
     prefixes: tuple[str, ...],
-    resolver: str | None,
+    switched: bool,
 ) -> None:
-    result = harness.nginx_check(
-        lambda runtime: _render(settings, prefixes, resolver, runtime, nginx.upstream_mode),
-        nginx.runner,
-    )
-    assert result.returncode == 0, f"{nginx}: {result.stderr}"
+    def render(runtime: NginxRuntime) -> str:
+        if not switched:
+            return render_nginx_conf(settings, prefixes, LOOPBACK, runtime=runtime)
+        # The switch's files, as it writes them, inside the throwaway prefix.
+        upstreams = Path(runtime.temp_dir) / "upstreams"
+        upstreams.mkdir()
+        for role, address in (("backend", LOOPBACK.backend), ("frontend", LOOPBACK.frontend)):
+            (upstreams / f"{role}.conf").write_text(f"server {address};\n")
+        return render_nginx_conf(
+            settings,
+            prefixes,
+            SwitchedUpstreams(str(upstreams)),
+            runtime=runtime,
+            assets_root=str(runtime.temp_dir),
+        )
+
+    result = harness.nginx_check(render, nginx)
+    assert result.returncode == 0, f"{nginx.label}: {result.stderr}"
 
 
-def test_config_with_unresolvable_upstream_names_still_passes_nginx_t(
-    nginx: harness.NginxVariant,
-) -> None:
-    """`backend` resolves nowhere on this machine: nginx must not need it at startup."""
-    result = harness.nginx_check(
-        lambda runtime: _render(
-            NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", runtime, nginx.upstream_mode
-        ),
-        nginx.runner,
-    )
-    assert result.returncode == 0, f"{nginx}: {result.stderr}"
-
-
-def test_nginx_1_22_cannot_run_the_resolve_form(local_nginx: harness.LocalNginx) -> None:
-    """Why Debian's own nginx is only tested in "variable" mode (see docs/proxy.md)."""
-    result = harness.nginx_check(
-        lambda runtime: _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", runtime),
-        local_nginx,
-    )
-    if result.returncode == 0:
-        pytest.skip(f"{local_nginx.label} supports resolve: test it in both modes")
-    assert 'invalid parameter "resolve"' in result.stderr
-
-
-def test_resolve_mode_keeps_upstream_connections_alive_and_re_resolves() -> None:
-    config = _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11")
+def test_each_upstream_is_the_switch_file_with_pooled_connections() -> None:
+    config = _render(NginxSettings(), DEFAULT_PREFIXES)
     backend = _block(config, "upstream backend_upstream")
-    assert "zone backend_upstream 64k;" in backend
-    assert "server backend:8000 resolve;" in backend
+    assert f"include {UPSTREAM_DIR}/backend.conf;" in backend
     assert f"keepalive {UPSTREAM_KEEPALIVE};" in backend
-    assert "server frontend:3000 resolve;" in _block(config, "upstream frontend_upstream")
-    assert "$backend_upstream" not in config
+    frontend = _block(config, "upstream frontend_upstream")
+    assert f"include {UPSTREAM_DIR}/frontend.conf;" in frontend
+    # No name is resolved while nginx runs: the switch's reload is the only way a new
+    # container gets traffic.
+    assert "resolver" not in config and "resolve;" not in config
     server = config.split("server {")[1].split("location")[0]
     assert "proxy_http_version 1.1;" in server
     assert 'proxy_set_header Connection "";' in server
@@ -112,37 +99,35 @@ def test_resolve_mode_keeps_upstream_connections_alive_and_re_resolves() -> None
     assert "proxy_pass http://frontend_upstream;" in _block(config, "location /")
 
 
-def test_resolve_mode_without_resolver_uses_static_addresses() -> None:
-    config = _render(NginxSettings(), DEFAULT_PREFIXES, None)
+def test_static_assets_come_from_recent_releases_then_the_frontend() -> None:
+    config = _render(NginxSettings(), DEFAULT_PREFIXES)
+    static = _block(config, 'location ^~ "/_next/static/"')
+    assert f"root {ASSETS_DIR};" in static
+    assert "try_files $uri @frontend_static;" in static
+    assert "immutable" in static
+    fallback = _block(config, "location @frontend_static")
+    assert "proxy_pass http://frontend_upstream;" in fallback
+    assert "immutable" in fallback
+    without = render_nginx_conf(NginxSettings(), DEFAULT_PREFIXES, LOOPBACK)
+    assert "@frontend_static" not in without
+    assert "proxy_pass http://frontend_upstream;" in _block(without, 'location ^~ "/_next/static/"')
+
+
+def test_loopback_upstreams_render_literal_servers() -> None:
+    config = render_nginx_conf(NginxSettings(), DEFAULT_PREFIXES, LOOPBACK)
     backend = _block(config, "upstream backend_upstream")
     assert "server 127.0.0.1:8000;" in backend
     assert f"keepalive {UPSTREAM_KEEPALIVE};" in backend
-    assert "resolve" not in config and "zone" not in config
-
-
-def test_variable_mode_resolves_per_request_without_upstream_blocks() -> None:
-    config = _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11", upstream_mode="variable")
-    assert "\n    upstream " not in config
-    assert "set $backend_upstream backend:8000;" in config
-    assert "proxy_pass http://$backend_upstream;" in _block(config, 'location ^~ "/api/"')
-    assert "proxy_set_header Connection $connection_upgrade;" in config
-    assert 'Connection ""' not in config
-
-
-def test_default_upstream_mode_is_variable() -> None:
-    config = render_nginx_conf(NginxSettings(), DEFAULT_PREFIXES, DOCKER_UPSTREAMS)
-    assert "set $backend_upstream backend:8000;" in config
-    assert "resolve;" not in config
 
 
 def test_rendering_is_deterministic() -> None:
-    first = _render(CUSTOM, ("/v2/", "/admin"), "127.0.0.11")
-    assert first == _render(CUSTOM, ("/v2/", "/admin"), "127.0.0.11")
-    assert first != _render(NginxSettings(), ("/v2/", "/admin"), "127.0.0.11")
+    first = _render(CUSTOM, ("/v2/", "/admin"))
+    assert first == _render(CUSTOM, ("/v2/", "/admin"))
+    assert first != _render(NginxSettings(), ("/v2/", "/admin"))
 
 
 def test_settings_reach_the_config() -> None:
-    config = _render(CUSTOM, ("/v2/",), "127.0.0.11")
+    config = _render(CUSTOM, ("/v2/",))
     assert "client_max_body_size 512k;" in config
     assert "gzip off;" in config
     assert "proxy_read_timeout 86400s;" in config
@@ -153,18 +138,17 @@ def test_settings_reach_the_config() -> None:
 
 
 def test_defaults_fit_the_official_nginx_image() -> None:
-    config = render_nginx_conf(NginxSettings(), DEFAULT_PREFIXES, DOCKER_UPSTREAMS)
+    config = _render(NginxSettings(), DEFAULT_PREFIXES)
     assert config.startswith("user nginx;\n")
     assert "pid /var/run/nginx.pid;" in config
     assert "client_body_temp_path /var/cache/nginx/client_temp;" in config
     assert "include /etc/nginx/mime.types;" in config
-    assert "resolver 127.0.0.11 valid=10s ipv6=off;" in config
     assert "listen 80;" in config
     assert NginxRuntime().user == "nginx"
 
 
 def test_default_websocket_timeouts_far_exceed_an_hour_of_silence_budget() -> None:
-    config = _render(NginxSettings(), DEFAULT_PREFIXES, "127.0.0.11")
+    config = _render(NginxSettings(), DEFAULT_PREFIXES)
     ws_block = config.split('location ^~ "/ws/dev-cockpit" {')[1].split("}")[0]
     assert "proxy_read_timeout 3600s;" in ws_block
     assert "proxy_send_timeout 3600s;" in ws_block
@@ -178,5 +162,5 @@ def test_upstreams_must_be_host_and_port(address: str) -> None:
 
 
 def test_duplicate_prefixes_render_one_location() -> None:
-    config = render_nginx_conf(NginxSettings(), ("/api/", "/api/"), DOCKER_UPSTREAMS)
+    config = _render(NginxSettings(), ("/api/", "/api/"))
     assert config.count('location ^~ "/api/"') == 1

@@ -24,11 +24,11 @@ SECURITY_HEADERS = {
 
 @pytest.fixture(scope="module")
 def custom_proxy(
-    nginx: harness.NginxVariant, loopback_upstreams: Upstreams
+    nginx: harness.NginxRunner, loopback_upstreams: Upstreams
 ) -> Iterator[harness.Nginx]:
     settings = NginxSettings(client_max_body_size="1k", gzip=False, static_cache_days=7)
     with harness.run_nginx(
-        settings, ("/v2/", "/health"), loopback_upstreams, variant=nginx
+        settings, ("/v2/", "/health"), loopback_upstreams, runner=nginx
     ) as running:
         yield running
 
@@ -147,21 +147,16 @@ def _established_to(port: int) -> int:
     return sum(1 for row in rows if row.split()[2] == target and row.split()[3] == "01")
 
 
-def test_upstream_connections_are_pooled_only_in_resolve_mode(
-    nginx: harness.NginxVariant, frontend_port: int
-) -> None:
+def test_upstream_connections_are_pooled(nginx: harness.NginxRunner, frontend_port: int) -> None:
     backend_port = harness.free_port()
     upstreams = Upstreams(f"127.0.0.1:{backend_port}", f"127.0.0.1:{frontend_port}")
     with (
         harness.run_backend(backend_port),
-        harness.run_nginx(NginxSettings(), DEFAULT_PREFIXES, upstreams, variant=nginx) as proxy,
+        harness.run_nginx(NginxSettings(), DEFAULT_PREFIXES, upstreams, runner=nginx) as proxy,
         httpx.Client() as client,
     ):
         for _ in range(20):
             assert client.get(proxy.url("/api/whoami")).status_code == 200
         idle = _established_to(backend_port)
-    if nginx.upstream_mode == "resolve":
-        # One per worker that served a request, however many requests it served.
-        assert 1 <= idle <= (os.cpu_count() or 1), idle
-    else:
-        assert idle == 0
+    # One per worker that served a request, however many requests it served.
+    assert 1 <= idle <= (os.cpu_count() or 1), idle

@@ -1,49 +1,83 @@
-"""nginx keeps starting and serving while an upstream is down, unresolvable or being replaced.
+"""nginx keeps serving while an upstream is down, and moves traffic between containers only
+when the traffic switch (components/files/switch-upstream.sh) tells it to.
 
-In Docker a replaced backend is a new container sharing the `backend` alias with the old one
-until the old one is removed, and the embedded DNS answers with every holder of the alias. A
-fake DNS server plays that role here, with addresses on loopback.
+In Docker the old and the new backend are two containers with their own addresses; here they are
+two Uvicorn servers on two loopback addresses, and the switch runs where nginx runs (on this
+host, or inside the nginx container) exactly as `pulumi up` runs it through `docker exec`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from components.config import BackendSettings, BuildSettings, NginxSettings
 from components.nginx_conf import Upstreams
 from tests.proxy import harness
 
 DEFAULT_PREFIXES = BackendSettings(build=BuildSettings(context=".")).api_prefixes
-RESOLVER_VALID_S = 1
+OLD_IP, NEW_IP = "127.0.0.3", "127.0.0.4"
 
 
-@pytest.fixture
-def dns() -> Iterator[harness.FakeDns]:
-    server = harness.FakeDns()
-    yield server
-    server.close()
+class Load:
+    """Requests to /api/whoami one after another until stopped: every status and latency."""
+
+    def __init__(self, proxy: harness.Nginx) -> None:
+        self.proxy = proxy
+        self.results: list[tuple[int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=2) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    status = client.get(self.proxy.url("/api/whoami")).status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.results.append((status, time.monotonic() - started))
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def failed(self) -> list[int]:
+        return [status for status, _ in self.results if status != 200]
 
 
-def _eventually(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
+def switched_proxy(
+    nginx: harness.NginxRunner, backend: str, frontend_port: int
+) -> contextlib.AbstractContextManager[harness.Nginx]:
+    return harness.run_nginx(
+        NginxSettings(),
+        DEFAULT_PREFIXES,
+        None,
+        runner=nginx,
+        upstream_files={
+            "backend": f"server {backend};",
+            "frontend": f"server 127.0.0.1:{frontend_port};",
+        },
+    )
 
 
 def test_healthz_answers_while_the_backend_is_down_and_api_recovers(
-    nginx: harness.NginxVariant, frontend_port: int
+    nginx: harness.NginxRunner, frontend_port: int
 ) -> None:
     backend_port = harness.free_port()
     upstreams = Upstreams(f"127.0.0.1:{backend_port}", f"127.0.0.1:{frontend_port}")
-    with harness.run_nginx(NginxSettings(), DEFAULT_PREFIXES, upstreams, variant=nginx) as proxy:
+    with harness.run_nginx(NginxSettings(), DEFAULT_PREFIXES, upstreams, runner=nginx) as proxy:
         assert httpx.get(proxy.url("/healthz")).status_code == 200
         assert httpx.get(proxy.url("/api/whoami")).status_code == 502
         assert httpx.get(proxy.url("/")).status_code == 200, "frontend unaffected"
@@ -57,81 +91,76 @@ def test_healthz_answers_while_the_backend_is_down_and_api_recovers(
         assert httpx.get(proxy.url("/healthz")).status_code == 200
 
 
-def test_nginx_starts_with_an_unresolvable_backend_name_and_picks_it_up_later(
-    nginx: harness.NginxVariant, dns: harness.FakeDns, backend_port: int, frontend_port: int
+def test_a_switch_under_load_moves_traffic_without_failing_a_request(
+    nginx: harness.NginxRunner, frontend_port: int
 ) -> None:
-    dns.set("frontend", ["127.0.0.1"])
-    upstreams = Upstreams(f"backend:{backend_port}", f"frontend:{frontend_port}")
-    with harness.run_nginx(
-        NginxSettings(resolver_valid_s=RESOLVER_VALID_S),
-        DEFAULT_PREFIXES,
-        upstreams,
-        resolver=dns.address,
-        variant=nginx,
-    ) as proxy:
-        assert httpx.get(proxy.url("/healthz")).status_code == 200
-        # In "resolve" mode the workers ask the resolver only once they run, so the frontend
-        # may trail /healthz by one DNS round trip.
-        assert _eventually(
-            lambda: httpx.get(proxy.url("/")).headers.get("x-served-by") == "frontend",
-            timeout_s=RESOLVER_VALID_S + 3,
-        ), proxy.log()
-        assert httpx.get(proxy.url("/api/whoami")).status_code == 502
+    port = harness.free_port(OLD_IP)
+    with (
+        harness.run_backend(port, host=OLD_IP) as old,
+        switched_proxy(nginx, f"{OLD_IP}:{port}", frontend_port) as proxy,
+        harness.run_backend(port, host=NEW_IP) as new,
+    ):
+        with Load(proxy) as load:
+            time.sleep(0.5)
+            switched = proxy.switch("backend", f"server {NEW_IP}:{port};")
+            # As at the end of a rollout: the old container is stopped after the switch.
+            old.terminate()
+            old.wait(timeout=10)
+            time.sleep(1)
+        assert switched.returncode == 0, switched.stderr + proxy.log()
+        assert f"serving server {NEW_IP}:{port};" in switched.stdout
+        assert (proxy.upstream_dir / "backend.conf").read_text() == f"server {NEW_IP}:{port};\n"
+        assert new.poll() is None
+        access = (proxy.root / "access.log").read_text().splitlines()
+    assert len(load.results) > 20, "too little traffic to prove anything"
+    assert load.failed == [], f"{len(load.failed)} failed requests: {set(load.failed)}"
+    assert f"{NEW_IP}:{port}" in access[-1], "the last requests reach the new backend"
+    assert any(f"{OLD_IP}:{port}" in line for line in access), "the old one served before"
 
-        dns.set("backend", ["127.0.0.1"])
-        assert _eventually(
-            lambda: httpx.get(proxy.url("/api/whoami")).status_code == 200,
-            timeout_s=RESOLVER_VALID_S + 3,
-        ), proxy.log()
 
-
-def test_replacing_the_backend_container_fails_no_request(
-    nginx: harness.NginxVariant, dns: harness.FakeDns, frontend_port: int
+def test_a_switch_nginx_refuses_leaves_traffic_where_it_was(
+    nginx: harness.NginxRunner, backend_port: int, frontend_port: int
 ) -> None:
-    old_ip, new_ip = "127.0.0.3", "127.0.0.4"
-    port = harness.free_port(old_ip)
-    dns.set("frontend", ["127.0.0.1"])
-    dns.set("backend", [old_ip])
-    upstreams = Upstreams(f"backend:{port}", f"frontend:{frontend_port}")
-    statuses: list[int] = []
-    stop = threading.Event()
+    with switched_proxy(nginx, f"127.0.0.1:{backend_port}", frontend_port) as proxy:
+        refused = proxy.switch("backend", "server no-such-container.invalid:8000;")
+        assert refused.returncode == 1
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert (
+            "switch-upstream: backend: nginx refused the new upstream, traffic stays where it was"
+            in refused.stderr
+        )
+        kept = (proxy.upstream_dir / "backend.conf").read_text()
+        assert kept == f"server 127.0.0.1:{backend_port};\n"
+        assert httpx.get(proxy.url("/api/whoami")).status_code == 200
+        # A switch with nothing to switch to changes nothing either.
+        empty = proxy.switch("backend", "")
+        assert empty.returncode == 1
+        assert "no server line on stdin" in empty.stderr
+        assert (proxy.upstream_dir / "backend.conf").read_text() == kept
 
-    with harness.run_nginx(
-        NginxSettings(resolver_valid_s=RESOLVER_VALID_S),
-        DEFAULT_PREFIXES,
-        upstreams,
-        resolver=dns.address,
-        variant=nginx,
-    ) as proxy:
 
-        def traffic() -> None:
-            with httpx.Client(timeout=10) as client:
-                while not stop.is_set():
-                    statuses.append(client.get(proxy.url("/api/whoami")).status_code)
-
-        with harness.run_backend(port, host=old_ip) as old:
-            poller = threading.Thread(target=traffic, daemon=True)
-            poller.start()
-            with harness.run_backend(port, host=new_ip) as new:
-                dns.set("backend", [old_ip, new_ip])
-                # nginx's cache counts whole seconds, so a changed answer shows within
-                # valid + 1 s in either mode; Docker's overlap of the two containers has to
-                # outlast that, and the old one is only stopped once nginx uses the new one.
-                assert _eventually(
-                    lambda: f"{new_ip}:{port}" in (proxy.root / "access.log").read_text(),
-                    timeout_s=RESOLVER_VALID_S + 2,
-                ), f"nginx never sent a request to the new address:\n{proxy.log()}"
-                old.terminate()
-                old.wait(timeout=10)
-                time.sleep(0.5)
-                dns.set("backend", [new_ip])
-                time.sleep(RESOLVER_VALID_S + 0.5)
-                stop.set()
-                poller.join(timeout=10)
-                assert new.poll() is None
-        upstream_log = (proxy.root / "access.log").read_text()
-
-    assert len(statuses) > 20, "too little traffic to prove anything"
-    assert set(statuses) == {200}, f"failed requests during the swap: {statuses.count(502)}"
-    assert f"127.0.0.4:{port}" in upstream_log, "the new container never served"
-    assert f"127.0.0.3:{port}" in upstream_log
+def test_websockets_on_the_old_backend_live_until_it_stops_then_close_with_1012(
+    nginx: harness.NginxRunner, frontend_port: int
+) -> None:
+    port = harness.free_port(OLD_IP)
+    with (
+        harness.run_backend(port, host=OLD_IP) as old,
+        switched_proxy(nginx, f"{OLD_IP}:{port}", frontend_port) as proxy,
+        harness.run_backend(port, host=NEW_IP),
+        connect(proxy.ws_url("/ws/dev-cockpit"), ping_interval=None, open_timeout=5) as socket,
+    ):
+        switched = proxy.switch("backend", f"server {NEW_IP}:{port};")
+        assert switched.returncode == 0, switched.stderr
+        # nginx's old worker keeps the open socket on the old backend...
+        socket.send("still here")
+        assert socket.recv(timeout=5) == "still here"
+        # ...until that backend stops, which closes it as a restart (1012): the client
+        # reconnects and lands on the new one.
+        old.terminate()
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=15)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        with connect(proxy.ws_url("/ws/dev-cockpit"), open_timeout=5) as again:
+            again.send("reconnected")
+            assert again.recv(timeout=5) == "reconnected"
+        assert f"{NEW_IP}:{port}" in (proxy.root / "access.log").read_text().splitlines()[-1]

@@ -57,7 +57,7 @@ class Env:
         self.volumes.append(name)
         return name
 
-    def stack_context(self, *, drain_s: int = 0) -> StackContext:
+    def stack_context(self) -> StackContext:
         """This test's stack as the program's components are given it: the database's network
         as `data`, and the names of its edge network and volumes, each created by the test
         that uses it."""
@@ -68,9 +68,10 @@ class Env:
                 pgdata=self.docker_name("pgdata"),
                 backups=self.docker_name("backups"),
                 backend_logs=self.docker_name("backend-logs"),
+                upstreams=self.docker_name("upstreams"),
+                assets=self.docker_name("assets"),
             ),
             logging=LoggingSettings(),
-            drain_s=drain_s,
         )
 
     def create(self, *args: str) -> str:

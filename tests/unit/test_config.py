@@ -11,7 +11,6 @@ from components.config import (
     BackendSettings,
     ConfigError,
     Healthcheck,
-    NginxSettings,
     StackSettings,
 )
 from tests.pulumi_harness import DEV_SECRETS, dev_config, evaluate
@@ -42,7 +41,10 @@ def test_missing_secret_names_the_key_and_the_command(missing: str) -> None:
     secrets = {k: v for k, v in DEV_SECRETS.items() if k != missing}
     message = failing(secrets=secrets)
     assert f"astats:{missing}: missing secret" in message
-    assert f"pulumi config set --secret astats:{missing} <value>" in message
+    # The fix never puts the secret on a command line: it is typed at the prompt or piped in.
+    fix = "(it reads the value from the prompt or stdin)"
+    assert f"pulumi config set --secret astats:{missing} {fix}" in message
+    assert "<value>" not in message.split(f"astats:{missing}: missing secret", 1)[1].split("\n")[0]
 
 
 def test_missing_secret_registers_no_resource() -> None:
@@ -151,9 +153,12 @@ def test_websocket_path_may_not_hide_under_an_api_prefix() -> None:
         )
 
 
-def test_unknown_upstream_mode_is_refused() -> None:
-    with pytest.raises(ValueError, match="upstream_mode"):
-        NginxSettings(upstream_mode="static")
+@pytest.mark.parametrize("retired", ["upstreamMode", "resolverValidS"])
+def test_a_retired_nginx_setting_says_how_to_remove_it(retired: str) -> None:
+    # Traffic follows the health-gated switch now, not DNS: these settings have no effect left.
+    message = failing(changed(nginx={retired: "variable" if retired == "upstreamMode" else 10}))
+    assert f"astats:nginx.{retired}: unknown setting" in message
+    assert f"remove it with: pulumi config rm --path 'astats:nginx.{retired}'" in message
 
 
 @pytest.mark.parametrize(

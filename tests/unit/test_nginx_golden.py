@@ -31,12 +31,10 @@ def every_option_changed() -> dict[str, Any]:
     settings = stack_settings("dev")
     settings["nginx"] = {
         **settings["nginx"],
-        "upstreamMode": "resolve",
         "clientMaxBodySize": "1m",
         "proxyReadTimeoutS": 90,
         "gzip": False,
         "staticCacheDays": 0,
-        "resolverValidS": 30,
         "websocket": {"path": "/cockpit/ws", "readTimeoutS": 600, "sendTimeoutS": 120},
     }
     settings["backend"] = {**settings["backend"], "apiPrefixes": ["/v1/", "/", "/v1/", "/docs"]}

@@ -56,9 +56,14 @@ def test_pre_migration_backup_command_parses() -> None:
     stack = StackContext(
         name="dev",
         networks=NetworkNames(edge="edge", data="data"),
-        volumes=VolumeNames(pgdata="pgdata", backups="backups", backend_logs="backend-logs"),
+        volumes=VolumeNames(
+            pgdata="pgdata",
+            backups="backups",
+            backend_logs="backend-logs",
+            upstreams="upstreams",
+            assets="assets",
+        ),
         logging=LoggingSettings(),
-        drain_s=0,
     )
     settings = DatabaseSettings()
 

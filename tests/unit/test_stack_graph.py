@@ -114,14 +114,17 @@ def test_stateful_containers_never_run_twice_but_stateless_ones_roll(graph: Grap
     assert not containers["frontend"].delete_before_replace
 
 
-def test_services_find_each_other_by_name(graph: Graph) -> None:
+def test_web_containers_get_no_traffic_by_dns_alone(graph: Graph) -> None:
+    """A new backend or frontend joins no shared alias: nginx reaches it by its own name, and
+    only once the switch has pointed nginx at it."""
+
     def aliases(service: str) -> set[str]:
         c = graph.containers()[service].inputs
         return {a for n in c["networksAdvanced"] for a in n.get("aliases", [])}
 
     assert aliases("db") == {"db"}
-    assert aliases("backend") == {"backend"}
-    assert aliases("frontend") == {"frontend"}
+    assert aliases("backend") == set()
+    assert aliases("frontend") == set()
 
 
 def test_rollout_order(graph: Graph) -> None:
@@ -133,6 +136,12 @@ def test_rollout_order(graph: Graph) -> None:
     assert graph.waits_for(c["backend"], migration)
     assert graph.waits_for(c["nginx"], c["backend"])
     assert graph.waits_for(c["nginx"], c["frontend"])
+    for service in ("backend", "frontend"):
+        switch = graph.child_of(service, "switch", COMMAND)
+        assert graph.waits_for(switch, c[service])
+        assert graph.waits_for(c["nginx"], switch)
+    assets = graph.child_of("frontend", "publish-assets", COMMAND)
+    assert graph.waits_for(graph.child_of("frontend", "switch", COMMAND), assets)
     assert graph.waits_for(c["backup"], c["db"])
     for resource in (c["db"], backup_job, migration, c["backend"]):
         assert graph.waits_for(resource, graph.named("data", "docker:index/network:Network"))
@@ -252,19 +261,14 @@ def nginx_conf(g: Graph) -> str:
 def test_nginx_runs_the_rendered_config(graph: Graph) -> None:
     conf = nginx_conf(graph)
     assert 'location ^~ "/ws/dev-cockpit"' in conf
-    # Resolved per request: the real engine showed `resolve` upstreams keeping a replaced
-    # backend's address after a rollout (docs/proxy.md).
-    assert "set $backend_upstream backend:8000;" in conf
-    assert "resolve;" not in conf
-    assert "resolver 127.0.0.11" in conf
-
-
-def test_nginx_upstream_mode_is_configurable() -> None:
-    config = dev_config()
-    config["nginx"] = {**config["nginx"], "upstreamMode": "resolve"}
-    conf = nginx_conf(evaluate(config))
-    assert "server backend:8000 resolve;" in conf
-    assert "keepalive" in conf
+    # Each upstream's server is the file the switch writes; no resolver re-resolves names.
+    assert "include /etc/nginx/astats-upstreams/backend.conf;" in conf
+    assert "include /etc/nginx/astats-upstreams/frontend.conf;" in conf
+    assert "keepalive 32;" in conf
+    assert "resolver" not in conf
+    mounts = {v["containerPath"]: v for v in graph.containers()["nginx"].inputs["volumes"]}
+    assert mounts["/etc/nginx/astats-upstreams"]["volumeName"] == "astats-dev-upstreams"
+    assert mounts["/srv/astats-assets"]["readOnly"] is True
 
 
 def test_stack_outputs_tell_operators_where_everything_is(graph: Graph) -> None:
@@ -278,11 +282,20 @@ def test_stack_outputs_tell_operators_where_everything_is(graph: Graph) -> None:
 
 
 @pytest.mark.parametrize("service", ["backend", "frontend"])
-def test_replaced_web_containers_serve_until_nginx_has_moved_on(graph: Graph, service: str) -> None:
-    c = graph.containers()[service].inputs
-    envs = dict(e.split("=", 1) for e in c["envs"])
-    resolver_valid_s = dev_config()["nginx"].get("resolverValidS", 10)
-    drain = int(envs["ASTATS_DRAIN_SECONDS"])
-    assert drain > resolver_valid_s + 1  # nginx's DNS cache counts whole seconds
-    assert c["entrypoints"] == ["/bin/sh", "/run/astats/launch"]
-    assert c["destroyGraceSeconds"] >= drain + 30  # the drain never eats the app's own stop time
+def test_a_new_web_container_gets_traffic_only_after_it_is_healthy(
+    graph: Graph, service: str
+) -> None:
+    container = graph.containers()[service]
+    switch = graph.child_of(service, "switch", COMMAND)
+    # `pulumi up` waits for healthy before anything that depends on the container runs.
+    assert container.inputs["wait"] is True
+    assert graph.waits_for(switch, container)
+    name = container.outputs["name"]
+    port = 8000 if service == "backend" else 3000
+    assert f"servers='server {name}:{port};'" in switch.inputs["create"]
+    # A new container replaces the switch, so it runs again for every replacement.
+    assert switch.inputs["triggers"] == [f"{service}-id"]  # the container's id, as mocked
+    # Traffic has left a container before it is stopped: no drain is held back.
+    envs = dict(e.split("=", 1) for e in container.inputs.get("envs", []))
+    assert "ASTATS_DRAIN_SECONDS" not in envs
+    assert container.inputs["entrypoints"] == ["/bin/sh", "/run/astats/launch"]
