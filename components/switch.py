@@ -107,7 +107,7 @@ def switch_traffic(
         )
     )
     return command.local.Command(
-        "switch",
+        f"{service}-switch",
         create=script,
         triggers=[container.id],
         opts=pulumi.ResourceOptions(parent=owner, depends_on=[container, *after]),

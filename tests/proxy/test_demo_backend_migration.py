@@ -3,6 +3,7 @@ migration job runs it: `alembic upgrade head` from the image's WORKDIR with DATA
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +112,29 @@ def test_missing_database_url_fails_with_its_name() -> None:
     result = _alembic("upgrade", "head", env=env)
     assert result.returncode != 0
     assert "DATABASE_URL" in result.stderr
+
+
+FAULT_PROBE = """
+import json, sys
+from fastapi.testclient import TestClient
+from app.main import app
+with TestClient(app) as client:
+    print(json.dumps([client.get(p).status_code for p in ("/health", "/api/whoami")]))
+"""
+
+
+@pytest.mark.parametrize(("fault", "statuses"), [("broken", [500, 500]), ("", [200, 200])])
+def test_the_demo_backend_can_be_a_broken_release_for_rollout_drills(
+    fault: str, statuses: list[int]
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", FAULT_PROBE],
+        cwd=harness.BACKEND_DIR,
+        env={**os.environ, "DEMO_FAULT": fault, "DEMO_START_DELAY_S": "0.2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == statuses

@@ -137,11 +137,11 @@ def test_rollout_order(graph: Graph) -> None:
     assert graph.waits_for(c["nginx"], c["backend"])
     assert graph.waits_for(c["nginx"], c["frontend"])
     for service in ("backend", "frontend"):
-        switch = graph.child_of(service, "switch", COMMAND)
+        switch = graph.child_of(service, f"{service}-switch", COMMAND)
         assert graph.waits_for(switch, c[service])
         assert graph.waits_for(c["nginx"], switch)
     assets = graph.child_of("frontend", "publish-assets", COMMAND)
-    assert graph.waits_for(graph.child_of("frontend", "switch", COMMAND), assets)
+    assert graph.waits_for(graph.child_of("frontend", "frontend-switch", COMMAND), assets)
     assert graph.waits_for(c["backup"], c["db"])
     for resource in (c["db"], backup_job, migration, c["backend"]):
         assert graph.waits_for(resource, graph.named("data", "docker:index/network:Network"))
@@ -286,7 +286,7 @@ def test_a_new_web_container_gets_traffic_only_after_it_is_healthy(
     graph: Graph, service: str
 ) -> None:
     container = graph.containers()[service]
-    switch = graph.child_of(service, "switch", COMMAND)
+    switch = graph.child_of(service, f"{service}-switch", COMMAND)
     # `pulumi up` waits for healthy before anything that depends on the container runs.
     assert container.inputs["wait"] is True
     assert graph.waits_for(switch, container)

@@ -4,16 +4,22 @@
 `/ws/dev-cockpit`, the WebSocket the real dev cockpit uses. Connection settings come from the
 environment the Pulumi program sets (`DATABASE_URL`, `SECRET_KEY`); their values are never
 logged or returned.
+
+Two faults a release can have, for rollout drills (set through `backend.env`):
+`DEMO_FAULT=broken` answers 500 on every route, and `DEMO_START_DELAY_S=N` takes N seconds to
+start before it serves anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from sqlalchemy import Engine, create_engine, text
 
 from app.database import database_url
@@ -21,7 +27,23 @@ from app.database import database_url
 BROADCAST_PREFIX = "broadcast:"
 _REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
-app = FastAPI(title="A-Stats demo backend")
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    await asyncio.sleep(float(os.environ.get("DEMO_START_DELAY_S", "0")))
+    yield
+
+
+app = FastAPI(title="A-Stats demo backend", lifespan=lifespan)
+
+
+@app.middleware("http")
+async def injected_fault(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    if os.environ.get("DEMO_FAULT") == "broken":
+        return Response("this release is broken on purpose\n", status_code=500)
+    return await call_next(request)
 
 
 @lru_cache(maxsize=1)
