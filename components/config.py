@@ -135,7 +135,7 @@ class Healthcheck(Settings):
 
 # Traffic moves to a new backend or frontend once it is healthy, and Docker (before 25) checks
 # first one interval after start: a short interval is what lets a rollout move on in seconds.
-# The checks are a small HTTP request each, cheap enough at this rate (bench/bench_healthcheck.py).
+# What one check costs is measured by bench/bench_healthcheck.py.
 WEB_HEALTHCHECK = Healthcheck(interval_s=2, timeout_s=3, retries=5, start_period_s=30)
 
 
@@ -258,7 +258,9 @@ class DatabaseSettings(Settings):
     protect_volume: bool = Field(
         True, description="Refuse to delete or replace the data volume (pulumi state unprotect)."
     )
-    healthcheck: Healthcheck = Healthcheck(interval_s=5, retries=10, start_period_s=30)
+    # pg_isready is a small C program: checking every 2 s costs little and lets a rollout move
+    # on as soon as the server accepts connections.
+    healthcheck: Healthcheck = Healthcheck(interval_s=2, retries=25, start_period_s=30)
 
 
 class WebSocketSettings(Settings):
@@ -284,7 +286,8 @@ class NginxSettings(Settings):
         365, ge=0, le=3650, description="Cache lifetime of Next.js /_next/static/ assets."
     )
     websocket: WebSocketSettings = WebSocketSettings()
-    healthcheck: Healthcheck = Healthcheck(interval_s=10, retries=3, start_period_s=5)
+    # curl of nginx's own /healthz: cheap, and the last wait of a rollout.
+    healthcheck: Healthcheck = Healthcheck(interval_s=2, retries=5, start_period_s=5)
 
 
 class LoggingSettings(Settings):

@@ -239,6 +239,27 @@ def steps(events: Sequence[Mapping[str, Any]]) -> dict[str, Step]:
     return result
 
 
+def step_seconds(events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Seconds from each provider resource step's start to its end, by `name:op` (the
+    engine's event times are whole seconds): what a rollout spends where."""
+    started: dict[tuple[str, str], int] = {}
+    took: dict[str, int] = {}
+    for event in events:
+        for kind in ("resourcePreEvent", "resOutputsEvent"):
+            if kind not in event:
+                continue
+            meta = event[kind]["metadata"]
+            if meta["type"].startswith(("astats:", "pulumi:")):
+                continue
+            key = (meta["urn"], meta["op"])
+            if kind == "resourcePreEvent":
+                started[key] = int(event["timestamp"])
+            elif key in started:
+                name = meta["urn"].rsplit("::", 1)[-1]
+                took[f"{name}:{meta['op']}"] = int(event["timestamp"]) - started[key]
+    return took
+
+
 def summary(events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """The engine's own count of resources per operation for the run."""
     for event in reversed(events):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import Deployment
-from tests.e2e.engine import Step, labelled, read_events, steps, summary
+from tests.e2e.engine import Step, labelled, read_events, step_seconds, steps, summary
 from tests.e2e.traffic import CockpitClient, SteadyLoad, echo
 
 SERVICES = ("db", "backend", "frontend", "nginx", "backup")
@@ -60,18 +60,22 @@ def depends_on(resources: Iterable[dict[str, object]], name: str) -> set[str]:
     return {urn.rsplit("::", 1)[-1] for urn in seen}
 
 
-def timed_up(deployment: Deployment) -> tuple[dict[str, Step], float]:
+def timed_up(deployment: Deployment, label: str = "") -> tuple[dict[str, Step], float]:
     log = deployment.event_log
     started = time.monotonic()
     deployment.project.up(event_log=log)
     elapsed = time.monotonic() - started
     events = read_events(log)
     SUMMARIES.append(summary(events))
+    if label:
+        MEASURED[f"{label}_steps_s"] = step_seconds(events)
     return steps(events), elapsed
 
 
 def test_cold_up_rolls_out_in_order_and_every_service_is_healthy(deployment: Deployment) -> None:
     MEASURED["cold_up_s"] = round(deployment.first_up_seconds, 1)
+    cold = read_events(deployment.scratch / "events-cold-up.jsonl")
+    MEASURED["cold_up_steps_s"] = step_seconds(cold)
     running = containers(deployment.project.stack)
     assert set(running) == set(SERVICES)
     assert {service: health(item) for service, item in running.items()} == dict.fromkeys(
@@ -84,6 +88,11 @@ def test_cold_up_rolls_out_in_order_and_every_service_is_healthy(deployment: Dep
     before(step["migration"], step["backend"])
     before(step["backend"], step["nginx"])
     before(step["frontend"], step["nginx"])
+    # Traffic goes to a container only once it is healthy and switched to.
+    for service in ("backend", "frontend"):
+        before(step[service], step[f"{service}-switch"])
+        before(step[f"{service}-switch"], step["nginx"])
+    before(step["publish-assets"], step["frontend-switch"])
     before(step["db"], step["scheduler"])
     assert "db" not in depends_on(deployment.project.resources(), "frontend")
 
@@ -119,14 +128,14 @@ def api_db(deployment: Deployment) -> dict[str, object]:
         logs = subprocess.run(
             ["docker", "logs", "--tail", "20", str(nginx)], capture_output=True, text=True
         )
-        resolved = subprocess.run(
-            ["docker", "exec", str(nginx), "getent", "ahostsv4", "backend"],
+        upstream = subprocess.run(
+            ["docker", "exec", str(nginx), "cat", "/etc/nginx/astats-upstreams/backend.conf"],
             capture_output=True,
             text=True,
         )
         raise AssertionError(
             f"/api/db answered {response.status_code}; nginx:\n{logs.stdout}{logs.stderr}\n"
-            f"backend resolves in nginx to: {resolved.stdout}{resolved.stderr}\n"
+            f"nginx's backend upstream: {upstream.stdout}{upstream.stderr}\n"
             f"backend containers: {backend_containers(deployment.project.stack)}"
         )
     return dict(response.json())
@@ -181,18 +190,20 @@ def test_a_new_backend_image_backs_up_migrates_and_replaces_without_a_failed_req
     assert "db" not in planned and "frontend" not in planned, planned
 
     clients = [CockpitClient(deployment.ws_url) for _ in range(3)]
-    with SteadyLoad(deployment.url, ("/health", "/api/db", "/")) as load:
-        step, elapsed = timed_up(deployment)
+    with SteadyLoad(deployment.url, ("/health", "/api/db", "/"), timeout_s=2) as load:
+        step, elapsed = timed_up(deployment, "rollout")
         time.sleep(2)
     for client in clients:
         client.wait()
     MEASURED["rollout_s"] = round(elapsed, 1)
     MEASURED["rollout_requests"] = load.report.requests
     MEASURED["rollout_failed_requests"] = len(load.report.failures)
+    MEASURED["rollout_latency_max_s"] = round(load.report.max_s, 3)
     MEASURED["ws_close_codes"] = [client.close_code for client in clients]
 
     before(step["pre-migration-backup"], step["migration"])
     before(step["migration"], step["backend"])
+    before(step["backend"], step["backend-switch"])
     assert load.report.requests > 0
     assert load.report.failures == []
     for client in clients:

@@ -20,15 +20,36 @@ MAX_SECONDS = 900.0
 class LoadReport:
     requests: int = 0
     failures: list[str] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+
+    def slower_than(self, seconds: float) -> int:
+        return sum(1 for latency in self.latencies_s if latency > seconds)
+
+    @property
+    def max_s(self) -> float:
+        return max(self.latencies_s, default=0.0)
+
+    @property
+    def p99_s(self) -> float:
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else 0.0
 
 
 class SteadyLoad:
-    """GETs `paths` in turn, one at a time, until stopped (or its bounds run out)."""
+    """GETs `paths` in turn, one at a time, until stopped (or its bounds run out); a request
+    that takes longer than `timeout_s` fails."""
 
-    def __init__(self, base_url: str, paths: tuple[str, ...], interval_s: float = 0.02):
+    def __init__(
+        self,
+        base_url: str,
+        paths: tuple[str, ...],
+        interval_s: float = 0.02,
+        timeout_s: float = 10,
+    ):
         self.base_url = base_url
         self.paths = paths
         self.interval_s = interval_s
+        self.timeout_s = timeout_s
         self.report = LoadReport()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -43,18 +64,20 @@ class SteadyLoad:
 
     def _run(self) -> None:
         deadline = time.monotonic() + MAX_SECONDS
-        with httpx.Client(base_url=self.base_url, timeout=10) as client:
+        with httpx.Client(base_url=self.base_url, timeout=self.timeout_s) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 if self.report.requests >= MAX_REQUESTS:
                     break
                 path = self.paths[self.report.requests % len(self.paths)]
                 self.report.requests += 1
+                started = time.monotonic()
                 try:
                     status = client.get(path).status_code
                     if status >= 500:
                         self.report.failures.append(f"{path}: HTTP {status}")
                 except httpx.HTTPError as error:
                     self.report.failures.append(f"{path}: {type(error).__name__}: {error}")
+                self.report.latencies_s.append(time.monotonic() - started)
                 self._stop.wait(self.interval_s)
 
 
