@@ -26,8 +26,6 @@ BACKUP_SERVICE = "backup"
 BACKUPS_DIR = "/backups"
 STATUS_FILE = f"{BACKUPS_DIR}/.astats-status.json"
 LAUNCHER = ["/bin/sh", "/run/astats/launch"]
-# The launcher holds a stop back this long; a one-off command must not inherit that.
-NO_DRAIN = {"ASTATS_DRAIN_SECONDS": "0"}
 OPS = ["python3", "-m", "astats_ops"]
 
 
@@ -47,7 +45,7 @@ def scheduler(stack: Stack) -> Container:
 
 def run_ops(container: Container, args: list[str]) -> ExecResult:
     """``astats_ops`` with the container's secrets, exported by its launcher as at start."""
-    return run_in(container, [*LAUNCHER, *OPS, *args], environment=NO_DRAIN)
+    return run_in(container, [*LAUNCHER, *OPS, *args])
 
 
 def parse_time(text: object) -> datetime | None:

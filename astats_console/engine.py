@@ -139,15 +139,10 @@ def _connect_over_ssh(host: str) -> DockerClient:
     return client
 
 
-def run_in(
-    container: Container,
-    argv: list[str],
-    *,
-    environment: dict[str, str] | None = None,
-) -> ExecResult:
+def run_in(container: Container, argv: list[str]) -> ExecResult:
     """Run ``argv`` in a running container as its own user; stdin is closed."""
     api = container.client.api
-    exec_id = api.exec_create(container.id, argv, environment=environment)["Id"]
+    exec_id = api.exec_create(container.id, argv)["Id"]
     stdout, stderr = api.exec_start(exec_id, demux=True)
     code = api.exec_inspect(exec_id)["ExitCode"]
     return ExecResult(

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from docker.models.containers import Container
 
-from astats_console.backups import LAUNCHER, NO_DRAIN
+from astats_console.backups import LAUNCHER
 from astats_console.errors import ConsoleError
 from astats_console.stack import Stack
 
@@ -52,11 +52,11 @@ def psql_argv(stack: Stack, extra: list[str]) -> list[str]:
 
 def shell_argv(stack: Stack, service: str) -> list[str]:
     """A shell with the service's environment: through its launcher, so its secrets are
-    exported as variables (never typed), with the stop-drain off for a one-off process."""
+    exported as variables (never typed)."""
     container = stack.running(service)
     shell = ["sh", "-c", SHELL_SCRIPT]
     if uses_launcher(container):
-        return docker_exec_argv(container, [*LAUNCHER, *shell], NO_DRAIN)
+        return docker_exec_argv(container, [*LAUNCHER, *shell], {})
     return docker_exec_argv(container, shell, {})
 
 

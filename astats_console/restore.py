@@ -73,14 +73,6 @@ def health_budget_s(container: Container) -> float:
     return start + (check.get("Retries") or 3) * (interval + timeout) + HEALTH_MARGIN_S
 
 
-def drain_s(container: Container) -> int:
-    for entry in (container.attrs.get("Config") or {}).get("Env") or []:
-        name, _, value = str(entry).partition("=")
-        if name == "ASTATS_DRAIN_SECONDS" and value.isdigit():
-            return int(value)
-    return 0
-
-
 def wait_healthy(container: Container, budget_s: float) -> str:
     deadline = time.monotonic() + budget_s
     status = "unknown"
@@ -136,7 +128,7 @@ def run_restore(
     writers = [c for service in WRITERS for c in stack.containers(service, running=True)]
     for writer in writers:
         steps.say(f"stopping {writer.name} (nothing writes during the restore)")
-        writer.stop(timeout=drain_s(writer) + STOP_GRACE_S)
+        writer.stop(timeout=STOP_GRACE_S)
     if writers:
         steps.say("writers stopped")
     else:

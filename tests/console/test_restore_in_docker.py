@@ -51,7 +51,6 @@ def deployed(ministack: MiniStack, console_images: Images) -> Iterator[Deployed]
         console_images.python,
         SERVE,
         {"SECRET_KEY": "not-a-real-key"},
-        environment={"ASTATS_DRAIN_SECONDS": "1"},
         healthcheck=health(SERVING),
     )
     ministack.wait_for(backend, "healthy")
