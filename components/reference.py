@@ -1,4 +1,5 @@
-"""The config reference table in the README, generated from the model so it cannot drift."""
+"""The config reference table in docs/configuration.md, generated from the model so it cannot
+drift."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from components.config import NAMESPACE, OFFSITE_SECRETS, SECRET_KEYS, StackSettings
+from components.config import (
+    NAMESPACE,
+    OFFSITE_SECRETS,
+    REQUIRED_SECRETS,
+    SECRET_KEYS,
+    StackSettings,
+)
 
 
 def _nested_model(annotation: Any) -> type[BaseModel] | None:
@@ -70,7 +77,12 @@ def config_reference() -> str:
         lines.append(f"| `{key}` | {type_name} | `{default}` | {meaning} |")
     lines += ["", "| secret | required | meaning |", "| --- | --- | --- |"]
     for key, meaning in SECRET_KEYS.items():
-        required = "when `backup.s3` is set" if key in OFFSITE_SECRETS else "yes"
+        if key in REQUIRED_SECRETS:
+            required = "yes"
+        elif key in OFFSITE_SECRETS:
+            required = "when `backup.s3` is set"
+        else:
+            required = "no"
         lines.append(f"| `{NAMESPACE}:{key}` | {required} | {meaning} |")
     return "\n".join(lines) + "\n"
 
@@ -79,9 +91,12 @@ START = "<!-- config-reference:start -->\n"
 END = "<!-- config-reference:end -->"
 
 
-def with_reference(readme: str) -> str:
-    """`readme` with the text between the reference markers replaced by the current table."""
-    head, rest = readme.split(START, 1)
+DOCUMENT = "docs/configuration.md"
+
+
+def with_reference(document: str) -> str:
+    """`document` with the text between the reference markers replaced by the current table."""
+    head, rest = document.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}{config_reference()}{END}{tail}"
 
@@ -91,7 +106,7 @@ if __name__ == "__main__":
     from pathlib import Path
 
     if sys.argv[1:2] == ["--write"]:
-        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path = Path(sys.argv[2] if len(sys.argv) > 2 else DOCUMENT)
         path.write_text(with_reference(path.read_text()))
     else:
         print(config_reference(), end="")

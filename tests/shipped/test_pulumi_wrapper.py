@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.shipped.checkout import Machine, git, make_origin
+from tests.shipped.checkout import REPO, Machine, git, make_origin
 
 
 @pytest.fixture
@@ -181,7 +181,14 @@ def test_dry_run_shows_what_would_run_and_runs_nothing(origin: Path, tmp_path: P
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert f"PULUMI_BACKEND_URL=file://{machine.root}/.pulumi-state" in lines
-    assert lines[-1].startswith("pulumi preview --diff --stack dev --config-file ")
+    program, *args = lines[-1].split()
+    assert program == "pulumi" and args[:5] == [
+        "preview",
+        "--diff",
+        "--stack",
+        "dev",
+        "--config-file",
+    ]
     assert not (machine.root / ".pulumi-state").exists()
     shared = machine.run("scripts/pulumi", "--dry-run", "stack", "output", "--stack", "prod")
     assert shared.stdout.splitlines()[-1] == "pulumi stack output --stack prod"
@@ -191,3 +198,10 @@ def test_without_the_cli_it_says_so(origin: Path, tmp_path: Path) -> None:
     machine = Machine.clone(origin, tmp_path / "nocli", with_pulumi=False)
     result = machine.run("scripts/pulumi", "stack", "ls")
     assert result.returncode == 1 and "Pulumi CLI is not installed" in result.stderr
+
+
+def test_the_tracked_dev_settings_carry_no_salt_and_no_secret() -> None:
+    settings = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())
+    assert "encryptionsalt" not in settings
+    secure = [k for k, v in settings["config"].items() if isinstance(v, dict) and "secure" in v]
+    assert secure == []
