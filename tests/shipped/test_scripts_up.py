@@ -105,3 +105,12 @@ def test_help_names_the_usage(machine: Machine, script: str) -> None:
     result = machine.run(f"scripts/{script}", "--help")
     assert result.returncode == 0 and f"Usage: scripts/{script} [stack]" in result.stdout
     assert machine.calls() == []
+
+
+def test_options_without_a_stack_name_are_for_the_dev_stack(machine: Machine) -> None:
+    result = machine.run("scripts/up", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert machine.calls()[-1]["argv"][:5] == ["up", "--stack", "dev", "--yes", "--config-file"]
+    down = machine.run("scripts/down", "--yes")
+    assert down.returncode == 0, down.stderr
+    assert machine.calls()[-1]["argv"][:4] == ["destroy", "--stack", "dev", "--yes"]
