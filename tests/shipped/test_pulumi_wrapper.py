@@ -169,7 +169,7 @@ def test_shared_stacks_use_their_tracked_file_and_their_own_passphrase(machine: 
 def test_a_shared_stack_without_its_passphrase_is_not_given_a_new_one(machine: Machine) -> None:
     settings = machine.root / "Pulumi.prod.yaml"
     settings.write_text("encryptionsalt: v1:fake:someone-elses\n" + settings.read_text())
-    result = machine.run("scripts/up", "prod")
+    result = machine.run("scripts/pulumi", "stack", "select", "--create", "prod")
     assert result.returncode == 1
     assert "put it in .pulumi-state/passphrase-prod" in result.stderr
     assert not (machine.root / ".pulumi-state/passphrase-prod").exists()

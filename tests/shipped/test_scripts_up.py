@@ -62,7 +62,19 @@ def test_second_run_keeps_passphrase_and_secrets(machine: Machine) -> None:
     assert machine.deployed() == first
 
 
+def test_a_shared_stack_is_not_made_by_scripts_up(machine: Machine) -> None:
+    result = machine.run("scripts/up", "staging")
+    assert result.returncode == 1
+    assert "make it first: scripts/new-stack staging --from prod" in result.stderr
+    assert not (machine.root / "Pulumi.staging.yaml").exists()
+    assert not any(call["argv"][0] == "up" for call in machine.calls())
+
+
 def test_other_stacks_get_no_generated_secrets(machine: Machine) -> None:
+    made = machine.run(
+        "scripts/pulumi", "stack", "init", "prod", "--secrets-provider", "passphrase"
+    )
+    assert made.returncode == 0, made.stderr
     result = machine.run("scripts/up", "prod")
     # prod has no secrets set: the program refuses, naming the first one.
     assert result.returncode != 0 and "astats:dbPassword: missing secret" in result.stderr
