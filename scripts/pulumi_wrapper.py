@@ -384,7 +384,8 @@ def describe(plan: Plan) -> str:
             f"# stack {plan.stack}: per-machine; its stack file is Pulumi.dev.yaml with "
             f"{machine_file(plan.stack).relative_to(ROOT)} over it"
         )
-    lines.append(" ".join(plan.argv(STATE / "run-XXXX" / f"Pulumi.{plan.stack}.yaml")))
+    work = STATE / "scratch" / str(plan.stack) if plan.scratch else STATE / "run-XXXX"
+    lines.append(" ".join(plan.argv(work / f"Pulumi.{plan.stack}.yaml")))
     if plan.select_after:
         lines.append(f"pulumi stack select {plan.select_after}")
     return "\n".join(lines)
@@ -398,7 +399,14 @@ def run(plan: Plan) -> int:
     if stack is None or not (plan.config_file or plan.scratch):
         return subprocess.run(plan.argv(ROOT), cwd=ROOT, env=env, check=False).returncode
     STATE.mkdir(mode=0o700, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="run-", dir=STATE))
+    if plan.scratch:
+        # One scratch project per stack: the CLI remembers a selected stack per project path,
+        # so a new path on every run would leave a workspace file behind each time.
+        work = STATE / "scratch" / stack
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(mode=0o700, parents=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="run-", dir=STATE))
     try:
         stack_file = work / f"Pulumi.{stack}.yaml"
         _write_yaml(stack_file, effective_config(stack))
