@@ -141,7 +141,7 @@ def test_a_frontend_rollout_keeps_the_old_pages_assets(deployment: Deployment) -
 
     def current_chunks() -> list[str]:
         html = httpx.get(f"{deployment.url}/", timeout=10).text
-        found = sorted(set(re.findall(r'/_next/static/[^"\\s]+?\.(?:js|css)', html)))
+        found = sorted(set(re.findall(r'/_next/static/[^"\s]+?\.(?:js|css)', html)))
         assert found, "the page names no static chunk"
         return found
 
