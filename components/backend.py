@@ -11,6 +11,7 @@ import pulumi
 from components.config import BackendSettings
 from components.container import Attachment, Mount, ServiceSpec, StackContext, loopback_port
 from components.launcher import launcher_entrypoint, launcher_uploads
+from components.probe import http_probe
 from components.release import BackendRelease
 from components.service import ComponentInputs, ProxiedService
 from components.workers import uvicorn_workers
@@ -42,11 +43,12 @@ def uvicorn_command(settings: BackendSettings) -> list[str]:
 
 
 def http_health_test(port: int, path: str) -> list[str]:
+    """Healthy on 2xx or 3xx (as urllib, the probe without bash, counts it)."""
     script = (
         "import urllib.request; "
         f"urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=4).close()"
     )
-    return ["CMD", "python", "-c", script]
+    return http_probe(port, path, healthy="[23]??", fallback=["python", "-c", script])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,16 +10,19 @@ import pulumi_command as command
 from components.config import FrontendSettings
 from components.container import Attachment, ServiceSpec, loopback_port
 from components.launcher import launcher_entrypoint, launcher_uploads
+from components.probe import http_probe
 from components.service import ComponentInputs, ProxiedService
 from components.switch import publish_assets
 
 
 def node_health_test(port: int, path: str) -> list[str]:
+    """Healthy on any status below 500 (a page may redirect or need a login)."""
     script = (
-        f"fetch('http://127.0.0.1:{port}{path}')"
-        ".then(r => process.exit(r.status < 500 ? 0 : 1), () => process.exit(1))"
+        f"require('http').get('http://127.0.0.1:{port}{path}', {{timeout: 3000}}, "
+        "r => process.exit(r.statusCode < 500 ? 0 : 1))"
+        ".on('timeout', () => process.exit(1)).on('error', () => process.exit(1))"
     )
-    return ["CMD", "node", "-e", script]
+    return http_probe(port, path, healthy="[234]??", fallback=["node", "-e", script])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,18 +125,39 @@ def test_pg_isready_check_counts_only_a_server_listening_on_tcp() -> None:
         assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode != 0
 
 
-def run_check(test: list[str], program: str, local_binary: str) -> int:
-    """Run a `CMD` healthcheck as Docker would, with this machine's copy of its program."""
-    assert test[:2] == ["CMD", program]
-    return subprocess.run([local_binary, *test[2:]], capture_output=True, check=False).returncode
+def run_check(test: list[str], program: str, local_binary: str, *, bash: bool) -> int:
+    """Run a `CMD-SHELL` healthcheck as Docker would (`/bin/sh -c`), in a PATH holding dash,
+    this machine's copy of the image's runtime and, with `bash`, bash."""
+    assert test[0] == "CMD-SHELL"
+    with tempfile.TemporaryDirectory(prefix="astats-check-") as scratch:
+        bin_dir = Path(scratch)
+        (bin_dir / program).symlink_to(Path(local_binary).resolve())
+        for name in ["dash", *(["bash"] if bash else [])]:
+            found = shutil.which(name)
+            if found is None:
+                unavailable(f"{name} is not installed")
+            (bin_dir / name).symlink_to(found)
+        (bin_dir / "sh").symlink_to(bin_dir / "dash")
+        return subprocess.run(
+            [str(bin_dir / "sh"), "-c", test[1]],
+            env={"PATH": str(bin_dir)},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        ).returncode
 
 
-def test_backend_healthcheck_follows_the_real_app() -> None:
+@pytest.mark.parametrize("bash", [True, False], ids=["bash", "runtime"])
+def test_backend_healthcheck_follows_the_real_app(bash: bool) -> None:
     port = free_port()
+
+    def check(path: str) -> int:
+        return run_check(http_health_test(port, path), "python", sys.executable, bash=bash)
+
     with run_backend(port):
-        assert run_check(http_health_test(port, "/health"), "python", sys.executable) == 0
-        assert run_check(http_health_test(port, "/no-such-page"), "python", sys.executable) != 0
-    assert run_check(http_health_test(port, "/health"), "python", sys.executable) != 0
+        assert check("/health") == 0
+        assert check("/no-such-page") != 0
+    assert check("/health") != 0
 
 
 class _Status(BaseHTTPRequestHandler):
@@ -161,13 +183,22 @@ def status_server() -> Iterator[tuple[int, type[_Status]]]:
         server.server_close()
 
 
-def test_frontend_healthcheck_with_real_node(status_server: tuple[int, type[_Status]]) -> None:
+@pytest.mark.parametrize("bash", [True, False], ids=["bash", "runtime"])
+def test_frontend_healthcheck_with_real_node(
+    status_server: tuple[int, type[_Status]], bash: bool
+) -> None:
     node = require("node")
     port, handler = status_server
-    assert run_check(node_health_test(port, "/"), "node", node) == 0
+
+    def check(port: int) -> int:
+        return run_check(node_health_test(port, "/"), "node", node, bash=bash)
+
+    assert check(port) == 0
+    handler.status = 404
+    assert check(port) == 0, "below 500: the frontend is up"
     handler.status = 503
-    assert run_check(node_health_test(port, "/"), "node", node) != 0
-    assert run_check(node_health_test(free_port(), "/"), "node", node) != 0
+    assert check(port) != 0
+    assert check(free_port()) != 0
 
 
 def test_nginx_healthcheck_with_real_curl_and_nginx() -> None:
