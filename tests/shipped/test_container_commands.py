@@ -9,9 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,7 @@ from components.launcher import LAUNCHER_SOURCE
 from components.nginx import nginx_health_test
 from tests.proxy.harness import free_port, run_backend, run_frontend_stand_in, run_nginx
 from tests.support.ci import unavailable
+from tests.support.http_status import StatusHandler
 from tests.support.postgres import find_binary, postgres_cluster, skip_or_fail
 
 
@@ -160,32 +158,9 @@ def test_backend_healthcheck_follows_the_real_app(bash: bool) -> None:
     assert check("/health") != 0
 
 
-class _Status(BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self) -> None:
-        self.send_response(type(self).status)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def status_server() -> Iterator[tuple[int, type[_Status]]]:
-    handler = type("Handler", (_Status,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1], handler
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.mark.parametrize("bash", [True, False], ids=["bash", "runtime"])
 def test_frontend_healthcheck_with_real_node(
-    status_server: tuple[int, type[_Status]], bash: bool
+    status_server: tuple[int, type[StatusHandler]], bash: bool
 ) -> None:
     node = require("node")
     port, handler = status_server

@@ -7,44 +7,19 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from components.probe import http_probe
 from tests.support.ci import unavailable
+from tests.support.http_status import StatusHandler
 
 FALLBACK = [
     "python3",
     "-c",
     "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2).close()",
 ]
-
-
-class _Status(BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self) -> None:
-        self.send_response(type(self).status)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def server() -> Iterator[tuple[int, type[_Status]]]:
-    handler = type("Handler", (_Status,), {})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield httpd.server_address[1], handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture(params=["bash", "no-bash"])
@@ -84,18 +59,18 @@ def probe(port: int, healthy: str = "[23]??") -> list[str]:
 
 @pytest.mark.parametrize(("status", "healthy"), [(200, 0), (404, 1), (503, 1)])
 def test_the_probe_passes_on_success_only(
-    server: tuple[int, type[_Status]], path: str, status: int, healthy: int
+    status_server: tuple[int, type[StatusHandler]], path: str, status: int, healthy: int
 ) -> None:
-    port, handler = server
+    port, handler = status_server
     handler.status = status
     code, _ = check(probe(port), path)
     assert (code == 0) == (healthy == 0), (status, code)
 
 
 def test_the_frontend_pattern_counts_anything_below_500_as_up(
-    server: tuple[int, type[_Status]], path: str
+    status_server: tuple[int, type[StatusHandler]], path: str
 ) -> None:
-    port, handler = server
+    port, handler = status_server
     handler.status = 500
     assert check(probe(port, "[234]??"), path)[0] != 0
     if shutil.which("bash", path=path):
