@@ -25,8 +25,23 @@ from astats_console.stack import Stack
 BACKUP_SERVICE = "backup"
 BACKUPS_DIR = "/backups"
 STATUS_FILE = f"{BACKUPS_DIR}/.astats-status.json"
-LAUNCHER = ["/bin/sh", "/run/astats/launch"]
+# The stack's launcher (components/launcher.py) as a container's entrypoint: its script inline,
+# named `launch`, or, in containers made before root file systems were read-only, the file the
+# provider uploaded.
+INLINE_LAUNCHER = ("/bin/sh", "-c")
+LAUNCHER_NAME = "launch"
+UPLOADED_LAUNCHER = ["/bin/sh", "/run/astats/launch"]
 OPS = ["python3", "-m", "astats_ops"]
+
+
+def launcher_of(container: Container) -> list[str]:
+    """The container's launcher, which exports its secrets and then runs what follows it: its
+    entrypoint when that is the stack's launcher, else nothing."""
+    entrypoint = list((container.attrs.get("Config") or {}).get("Entrypoint") or [])
+    if entrypoint == UPLOADED_LAUNCHER:
+        return entrypoint
+    inline = len(entrypoint) == 4 and tuple(entrypoint[:2]) == INLINE_LAUNCHER
+    return entrypoint if inline and entrypoint[3] == LAUNCHER_NAME else []
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,7 @@ def scheduler(stack: Stack) -> Container:
 
 def run_ops(container: Container, args: list[str]) -> ExecResult:
     """``astats_ops`` with the container's secrets, exported by its launcher as at start."""
-    return run_in(container, [*LAUNCHER, *OPS, *args])
+    return run_in(container, [*launcher_of(container), *OPS, *args])
 
 
 def parse_time(text: object) -> datetime | None:

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from docker.models.containers import Container
 
-from astats_console.backups import LAUNCHER
+from astats_console.backups import launcher_of
 from astats_console.errors import ConsoleError
 from astats_console.stack import Stack
 
@@ -40,11 +40,6 @@ def docker_exec_argv(container: Container, argv: list[str], env: dict[str, str])
     return [docker, "exec", *flags, container.id or "", *argv]
 
 
-def uses_launcher(container: Container) -> bool:
-    entrypoint = (container.attrs.get("Config") or {}).get("Entrypoint") or []
-    return list(entrypoint) == LAUNCHER
-
-
 def psql_argv(stack: Stack, extra: list[str]) -> list[str]:
     container = stack.running(DB_SERVICE, role="the database")
     return docker_exec_argv(container, ["sh", "-c", PSQL_SCRIPT, "psql", *extra], {})
@@ -55,9 +50,7 @@ def shell_argv(stack: Stack, service: str) -> list[str]:
     exported as variables (never typed)."""
     container = stack.running(service)
     shell = ["sh", "-c", SHELL_SCRIPT]
-    if uses_launcher(container):
-        return docker_exec_argv(container, [*LAUNCHER, *shell], {})
-    return docker_exec_argv(container, shell, {})
+    return docker_exec_argv(container, [*launcher_of(container), *shell], {})
 
 
 def replace_process(argv: list[str]) -> NoReturn:

@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING
 import pulumi
 
 from components.config import BackendSettings
-from components.container import Attachment, Mount, ServiceSpec, StackContext, loopback_port
-from components.launcher import launcher_entrypoint, launcher_uploads
+from components.container import (
+    Attachment,
+    Mount,
+    ServiceSpec,
+    StackContext,
+    Tmpfs,
+    loopback_port,
+)
+from components.launcher import SHARED_DIR_ENV, launcher_entrypoint, launcher_files
 from components.probe import http_probe
 from components.release import BackendRelease
 from components.service import ComponentInputs, ProxiedService
@@ -20,6 +27,13 @@ if TYPE_CHECKING:
     from components.migration import Migration
 
 LOG_FILE = "LATEST_LOG.txt"
+# Python's temp files (request bodies spooled by multipart parsing, say).
+SCRATCH = (Tmpfs("/tmp", 64),)
+
+
+def group_of(user: str) -> str:
+    """The gid of a `uid:gid` user (the config model checks the form)."""
+    return user.split(":", 1)[1]
 
 
 def uvicorn_command(settings: BackendSettings) -> list[str]:
@@ -86,14 +100,18 @@ class Backend(ProxiedService):
             limits=settings,
             entrypoint=launcher_entrypoint(),
             command=uvicorn_command(settings),
-            envs={**settings.env, "LOG_DIR": settings.log_dir},
-            uploads=launcher_uploads(
+            # The log directory is shared with the backend's group, which the backup
+            # scheduler joins to rotate the log.
+            envs={**settings.env, "LOG_DIR": settings.log_dir, SHARED_DIR_ENV: settings.log_dir},
+            files=launcher_files(
                 {
                     "DATABASE_URL": database.url(),
                     "SECRET_KEY": inputs.secret_key,
                 }
             ),
             mounts=[Mount(stack.volumes.backend_logs, settings.log_dir)],
+            user=settings.user,
+            tmpfs=SCRATCH,
             # No shared alias: nginx reaches this container by its name once it is healthy.
             networks=[Attachment(stack.networks.edge), Attachment(stack.networks.data)],
             host_ports=loopback_port(settings.host_port, settings.port),

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.backend import LOG_FILE
+from components.backend import LOG_FILE, group_of
 from components.config import BackupSettings, BuildSettings, Healthcheck, StackSecrets
-from components.container import Attachment, Mount, ServiceSpec, service_container
+from components.container import Attachment, Mount, ServiceSpec, Tmpfs, service_container
 from components.endpoint import DatabaseEndpoint
 from components.image import built_image
-from components.launcher import launcher_entrypoint, launcher_uploads
+from components.launcher import launcher_entrypoint, launcher_files
 from components.service import ComponentInputs
 
 BACKUPS_MOUNT = "/backups"
@@ -22,6 +22,11 @@ BACKUP_DOCKERFILE = "docker/backup/Dockerfile"
 # The variable astats_ops reads the webhook from (astats_ops/alerts.py).
 ALERT_WEBHOOK_ENV = "ASTATS_ALERT_WEBHOOK_URL"
 SCHEDULE_HEALTHCHECK = Healthcheck(interval_s=15, timeout_s=10, retries=3, start_period_s=10)
+# The backup image's own unprivileged user (docker/backup/Dockerfile): it owns /backups, and
+# pg_dump, pg_restore and psql need nothing more.
+BACKUP_USER = "postgres"
+# Python's temp files: the lists of a restore's split loads, a pg_restore's captured stderr.
+SCRATCH = (Tmpfs("/tmp", 64),)
 
 
 def schedule_command(settings: BackupSettings, log_file: str) -> list[str]:
@@ -100,6 +105,8 @@ class BackupsInputs(ComponentInputs):
     server_image: str
     """The database server's image, which the backup image is built on."""
     secrets: BackupSecrets
+    backend_user: str
+    """`uid:gid` of the backend, whose log the scheduler rotates as a member of its group."""
 
 
 class Backups(pulumi.ComponentResource):
@@ -136,7 +143,7 @@ class Backups(pulumi.ComponentResource):
                 entrypoint=launcher_entrypoint(),
                 command=schedule_command(settings, LOG_FILE),
                 envs=inputs.database.libpq_env(),
-                uploads=launcher_uploads(secrets.files(inputs.database.password)),
+                files=launcher_files(secrets.files(inputs.database.password)),
                 mounts=[
                     Mount(stack.volumes.backups, BACKUPS_MOUNT),
                     Mount(stack.volumes.backend_logs, LOGS_MOUNT),
@@ -145,11 +152,14 @@ class Backups(pulumi.ComponentResource):
                 health_test=health_command(settings),
                 healthcheck=SCHEDULE_HEALTHCHECK,
                 exclusive=True,
-                # Rotating LATEST_LOG.txt means truncating a file the backend's own user
-                # owns, whatever uid that is in the real image: only root can.
-                user="0:0",
+                # Rotating LATEST_LOG.txt truncates a file the backend's user owns: the
+                # backend keeps its log directory group-writable (launch.sh), and the
+                # scheduler joins that group. No root, no DAC_OVERRIDE.
+                user=BACKUP_USER,
+                group_add=[group_of(inputs.backend_user)],
+                tmpfs=SCRATCH,
             )
             self.container = service_container(
                 self, stack, spec, name="scheduler", after=inputs.after
-            )
+            ).container
         self.register_outputs({"image": self.image})

@@ -69,6 +69,25 @@ UrlPath = Annotated[str, AfterValidator(_url_path)]
 Size = Annotated[
     str, Field(pattern=r"^[0-9]+[kmgKMG]?$", description="nginx/docker size: 10m, 512k.")
 ]
+# Processes and threads together: the kernel's pids controller counts both.
+PidsLimit = Annotated[
+    int,
+    Field(ge=32, le=65_536, description="Most processes and threads the container runs at once."),
+]
+
+
+def _unprivileged(user: str) -> str:
+    # Numbers, not names: the backup scheduler joins the backend's group by its gid, and a
+    # name means nothing outside the image that defines it.
+    ids = re.fullmatch(r"([0-9]+):([0-9]+)", user)
+    if ids is None:
+        raise ValueError("is not uid:gid in numbers, like 10001:10001")
+    if int(ids[1]) == 0 or int(ids[2]) == 0:
+        raise ValueError("is root's (uid or gid 0); the service runs as an unprivileged user")
+    return user
+
+
+User = Annotated[str, AfterValidator(_unprivileged)]
 
 
 def _env_text(value: object) -> object:
@@ -211,6 +230,14 @@ class BackendSettings(AppImageSettings):
         description="Run in the backend image after the pre-migration backup.",
     )
     log_dir: str = Field("/app/logs", description="Where the backend writes LATEST_LOG.txt.")
+    user: User = Field(
+        "10001:10001",
+        description=(
+            "uid:gid the backend and its migration run as: the image's owner of logDir; the "
+            "backup scheduler joins the group to rotate the log."
+        ),
+    )
+    pids_limit: PidsLimit = 512
     healthcheck: Healthcheck = WEB_HEALTHCHECK
 
     @field_validator("api_prefixes")
@@ -240,6 +267,8 @@ class FrontendSettings(AppImageSettings):
     keep_asset_releases: int = Field(
         3, ge=1, le=50, description="Releases whose /_next/static/ files nginx keeps serving."
     )
+    user: User = Field("1000:1000", description="uid:gid the frontend runs as.")
+    pids_limit: PidsLimit = 256
     healthcheck: Healthcheck = WEB_HEALTHCHECK
 
 
@@ -252,6 +281,9 @@ class DatabaseSettings(Settings):
     memory_mb: MemoryMb = 1024
     cpus: Cpus = 1.0
     shm_size_mb: int = Field(256, ge=64, le=65_536, description="/dev/shm size in MB.")
+    # A server process per connection (max_connections is 100 by default) plus the
+    # background and parallel workers.
+    pids_limit: PidsLimit = 256
     volume_name: str | None = Field(
         None, description="Data volume name; set it to adopt an existing (compose) volume."
     )
@@ -274,11 +306,16 @@ class WebSocketSettings(Settings):
 
 
 class NginxSettings(Settings):
-    image: str = Field("nginx:1.30", description="nginx image (needs curl and /bin/sh).")
+    image: str = Field(
+        "nginx:1.30", description="nginx image (needs curl and /bin/sh; runs as its uid 101)."
+    )
     http_port: Port = Field(8080, description="Host port nginx publishes.")
     bind_address: str = Field("0.0.0.0", description="Host address the port is bound to.")
     memory_mb: MemoryMb = 128
     cpus: Cpus = 0.5
+    # `worker_processes auto` starts one worker per CPU of the host, and a reload starts a
+    # new set while the old one finishes its requests.
+    pids_limit: PidsLimit = 256
     client_max_body_size: Size = Field("10m", description="Largest request body.")
     proxy_read_timeout_s: int = Field(60, ge=1, le=3600, description="Plain HTTP requests.")
     gzip: bool = Field(True, description="Compress text responses.")
@@ -336,6 +373,7 @@ class BackupSettings(Settings):
     keep_weekly: int = Field(4, ge=0, le=1000, description="ISO weeks with one backup kept each.")
     memory_mb: MemoryMb = 256
     cpus: Cpus = 0.5
+    pids_limit: PidsLimit = 128
     volume_name: str | None = Field(None, description="Backups volume name.")
     log_rotate_max_mb: int = Field(
         10, ge=1, le=10_240, description="Rotate the backend's LATEST_LOG.txt at this size."

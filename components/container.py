@@ -4,15 +4,25 @@ and what every service of one stack shares (`StackContext`).
 Every long-running container gets the contract labels, json-file log rotation, a restart policy,
 a memory and cpu limit, `no-new-privileges`, and a healthcheck that `pulumi up` waits for, with a
 `wait_timeout` sized from the healthcheck's own budget so slow starts do not fail a rollout.
+
+And the least privilege (docs/security.md): a read-only root file system with a sized, noexec
+`tmpfs` only where the service writes; every capability dropped, the few a service needs added
+back, each with its reason; a PIDs limit; the user each service names. The engine refuses to copy
+files into a read-only container (the provider's `uploads`), so what a service reads at start
+(secrets, a config) is written into a volume of its own by a host-driven step (`Files`).
 """
 
 from __future__ import annotations
 
+import base64
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 from components.config import Healthcheck, LoggingSettings, StackSettings
@@ -21,6 +31,15 @@ from components.docker_values import docker_cpus, docker_duration
 WAIT_MARGIN_S = 30
 RESTART_POLICY = "unless-stopped"
 STOP_GRACE_S = 30
+# A throwaway step only moves files between its image and one volume, through a shell.
+THROWAWAY_PIDS_LIMIT = 64
+THROWAWAY_MEMORY_MB = 64
+WRITE_FILES_SCRIPT = (Path(__file__).parent / "files" / "write-files.sh").read_text()
+WRITE_FILES_MOUNT = "/astats-files"
+FILES_LABEL = "astats.files"
+# pulumi-docker 5 has no PIDs limit for a container: `docker update` sets it once the
+# container runs, and Docker keeps it across restarts.
+PIDS_LIMIT_COMMAND = 'docker update --pids-limit="$PIDS_LIMIT" "$CONTAINER"'
 
 
 @dataclass(frozen=True)
@@ -85,16 +104,35 @@ class Mount:
 
 
 @dataclass(frozen=True)
-class Upload:
-    """A file written into the container before it starts (configs, secret files)."""
+class Files:
+    """What a container reads at start (its secrets, a config): files in `directory`, a volume
+    of the service's own that the container mounts read-only."""
+
+    directory: str
+    contents: Mapping[str, pulumi.Input[str]]
+    """Each file's content by its name; secret Outputs stay secret (the step's stdin)."""
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """A writable directory in memory on the read-only root file system, where the service
+    writes scratch files. Sized: what it holds counts against the container's memory."""
 
     path: str
-    content: pulumi.Input[str]
-    mode: str = "0444"
+    size_mb: int
+    owner: str | None = None
+    """`uid:gid` owning it, for a directory the image has (whose mode it keeps): Docker mounts
+    it as root's otherwise."""
+
+    def options(self) -> str:
+        # Nothing in the stack runs a program from its scratch space.
+        uid, _, gid = (self.owner or "").partition(":")
+        owner = f"uid={uid},gid={gid}," if self.owner else ""
+        return f"rw,noexec,nosuid,nodev,{owner}size={self.size_mb}m"
 
 
 class Limits(Protocol):
-    """What every service's settings slice sets: its memory and cpu limit."""
+    """What every service's settings slice sets: its memory, cpu and PIDs limit."""
 
     @property
     def memory_mb(self) -> int: ...
@@ -102,8 +140,11 @@ class Limits(Protocol):
     @property
     def cpus(self) -> float: ...
 
+    @property
+    def pids_limit(self) -> int: ...
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceSpec:
     """What differs between services; everything else is decided by `service_container`."""
 
@@ -117,13 +158,28 @@ class ServiceSpec:
     envs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     networks: Sequence[Attachment] = ()
     mounts: Sequence[Mount] = ()
-    uploads: Sequence[Upload] = ()
+    files: Files | None = None
     host_ports: Sequence[tuple[str, int, int]] = ()
     """(bind address, host port, container port)"""
     exclusive: bool = False
     """At most one instance may run at once (a data directory, a scheduler)."""
     shm_size_mb: int | None = None
-    user: str | None = None
+    user: str
+    """Who the service runs as: never root (docs/security.md)."""
+    tmpfs: Sequence[Tmpfs] = ()
+    """The only writable places besides the volumes."""
+    capabilities: Mapping[str, str] = field(default_factory=dict)
+    """Capabilities added back after all are dropped, each with the reason it is needed."""
+    group_add: Sequence[str] = ()
+    """Supplementary groups (gids), for files another service shares with its group."""
+
+
+@dataclass(frozen=True)
+class Running:
+    """A service's container, and the step that put its PIDs limit in place."""
+
+    container: docker.Container
+    pids_limit: command.local.Command
 
 
 def wait_timeout_s(healthcheck: Healthcheck) -> int:
@@ -141,6 +197,103 @@ def loopback_port(host_port: int | None, port: int) -> list[tuple[str, int, int]
     return [("127.0.0.1", host_port, port)] if host_port else []
 
 
+def throwaway_run(
+    stack: str,
+    service: str,
+    image: str,
+    volume: str,
+    target: str,
+    *,
+    read_only: bool = False,
+    user: str = "0:0",
+    capabilities: Sequence[str] = (),
+) -> list[str]:
+    """`docker run` of a step's shell in `image` with one volume at `target`, stdin open: no
+    network, a read-only root, no capability but `capabilities`. A step only moves files
+    between the image, its stdin and the volume; root by default, which owns a fresh volume."""
+    mount = f"--volume={volume}:{target}" + (":ro" if read_only else "")
+    return [
+        "docker",
+        "run",
+        "--rm",
+        "--interactive",
+        "--network=none",
+        f"--user={user}",
+        "--read-only",
+        "--cap-drop=ALL",
+        *[f"--cap-add={name}" for name in capabilities],
+        f"--pids-limit={THROWAWAY_PIDS_LIMIT}",
+        f"--memory={THROWAWAY_MEMORY_MB}m",
+        "--security-opt=no-new-privileges:true",
+        *[f"--label={k}={v}" for k, v in sorted(contract_labels(stack, service).items())],
+        mount,
+        "--entrypoint=/bin/sh",
+        image,
+    ]
+
+
+def files_stdin(contents: Mapping[str, str]) -> str:
+    """What the files step reads: a line per file, its name and its content in base64."""
+    return "".join(
+        f"{name} {base64.b64encode(text.encode()).decode()}\n"
+        for name, text in sorted(contents.items())
+    )
+
+
+def write_files_command(stack: str, service: str, image: str, volume: str) -> str:
+    """The host's shell line that writes a service's files into its files volume."""
+    run = throwaway_run(stack, service, image, volume, WRITE_FILES_MOUNT)
+    return shlex.join([*run, "-c", WRITE_FILES_SCRIPT, "write-files", WRITE_FILES_MOUNT])
+
+
+def write_files(
+    owner: pulumi.Resource,
+    stack: StackContext,
+    spec: ServiceSpec,
+    files: Files,
+    *,
+    name: str,
+    after: Sequence[pulumi.Resource],
+) -> tuple[docker.Volume, command.local.Command]:
+    """The volume holding `files` and the step that writes them, once `after` is done; the
+    step prints a new revision each time it runs."""
+    volume = docker.Volume(
+        f"{name}-files",
+        name=stack.docker_name(f"{spec.service}-files"),
+        # Marked as a files volume: it holds no data, each rollout may rewrite it.
+        labels=[
+            docker.VolumeLabelArgs(label=k, value=v)
+            for k, v in sorted(
+                {**contract_labels(stack.name, spec.service), FILES_LABEL: "true"}.items()
+            )
+        ],
+        opts=pulumi.ResourceOptions(parent=owner),
+    )
+    contents = pulumi.Output.all(**dict(files.contents)).apply(files_stdin)
+    script = pulumi.Output.all(spec.image, volume.name).apply(
+        lambda args: write_files_command(stack.name, spec.service, args[0], args[1])
+    )
+    step = command.local.Command(
+        f"{name}-write-files",
+        create=script,
+        stdin=contents,
+        opts=pulumi.ResourceOptions(parent=owner, depends_on=[volume, *after]),
+    )
+    return volume, step
+
+
+def apply_pids_limit(
+    owner: pulumi.Resource, container: docker.Container, limit: int, *, name: str
+) -> command.local.Command:
+    """Put `limit` on `container` once it runs (and on each replacement)."""
+    return command.local.Command(
+        f"{name}-pids-limit",
+        create=PIDS_LIMIT_COMMAND,
+        environment={"CONTAINER": container.id, "PIDS_LIMIT": str(limit)},
+        opts=pulumi.ResourceOptions(parent=owner, depends_on=[container]),
+    )
+
+
 def service_container(
     owner: pulumi.Resource,
     stack: StackContext,
@@ -148,38 +301,51 @@ def service_container(
     *,
     name: str | None = None,
     after: Sequence[pulumi.Resource] = (),
-) -> docker.Container:
-    """Register the container for `spec` as a child of `owner`, started once `after` is done;
-    its logical name is the service's unless `name` is given."""
+) -> Running:
+    """Register the container for `spec` as a child of `owner`, started once `after` is done,
+    and its PIDs limit; its logical name is the service's unless `name` is given."""
+    logical = name or spec.service
     check = spec.healthcheck
     envs = dict(spec.envs)
+    labels: dict[str, pulumi.Input[str]] = dict(contract_labels(stack.name, spec.service))
+    mounts = list(spec.mounts)
+    waits = list(after)
+    if spec.files is not None:
+        volume, written = write_files(owner, stack, spec, spec.files, name=logical, after=after)
+        mounts.append(Mount(volume.name, spec.files.directory, read_only=True))
+        # New contents replace the container, as a changed upload did.
+        labels[FILES_LABEL] = written.stdout
+        waits.append(written)
     # Containers with a host port, or that must never run twice (a data directory, a
     # scheduler), are removed before their replacement starts; the rest are replaced
     # create-before-delete, so a healthy successor exists before the old one goes.
     exclusive = spec.exclusive or bool(spec.host_ports)
     options = pulumi.ResourceOptions(
         parent=owner,
-        depends_on=list(after),
+        depends_on=waits,
         delete_before_replace=exclusive,
         # The upstream provider has been seen to ignore healthcheck edits in place.
         replace_on_changes=["healthcheck"],
     )
-    return docker.Container(
-        name or spec.service,
+    container = docker.Container(
+        logical,
         image=spec.image,
         command=list(spec.command) or None,
         entrypoints=list(spec.entrypoint) or None,
         envs=[pulumi.Output.concat(k, "=", v) for k, v in sorted(envs.items())] or None,
-        labels=[
-            docker.ContainerLabelArgs(label=k, value=v)
-            for k, v in sorted(contract_labels(stack.name, spec.service).items())
-        ],
+        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
         restart=RESTART_POLICY,
         memory=spec.limits.memory_mb,
         memory_swap=spec.limits.memory_mb,
         cpus=docker_cpus(spec.limits.cpus),
         shm_size=spec.shm_size_mb,
         user=spec.user,
+        group_adds=list(spec.group_add) or None,
+        read_only=True,
+        tmpfs={t.path: t.options() for t in spec.tmpfs} or None,
+        capabilities=docker.ContainerCapabilitiesArgs(
+            drops=["ALL"], adds=sorted(spec.capabilities) or None
+        ),
         security_opts=["no-new-privileges:true"],
         log_driver="json-file",
         log_opts={"max-size": stack.logging.max_size, "max-file": str(stack.logging.max_file)},
@@ -201,12 +367,7 @@ def service_container(
             docker.ContainerVolumeArgs(
                 volume_name=m.volume, container_path=m.target, read_only=m.read_only
             )
-            for m in spec.mounts
-        ]
-        or None,
-        uploads=[
-            docker.ContainerUploadArgs(file=u.path, content=u.content, permissions=u.mode)
-            for u in spec.uploads
+            for m in mounts
         ]
         or None,
         ports=[
@@ -216,3 +377,5 @@ def service_container(
         or None,
         opts=options,
     )
+    limited = apply_pids_limit(owner, container, spec.limits.pids_limit, name=logical)
+    return Running(container, limited)

@@ -1,4 +1,5 @@
-"""PostgreSQL: a retained data volume, no host port, the password delivered as a file."""
+"""PostgreSQL: a retained data volume, no host port, the password delivered as a file; the
+server runs as the image's own `postgres` user."""
 
 from __future__ import annotations
 
@@ -7,14 +8,23 @@ from dataclasses import dataclass
 import pulumi
 
 from components.config import DatabaseSettings
-from components.container import Attachment, Mount, ServiceSpec, Upload
+from components.container import Attachment, Files, Mount, ServiceSpec, Tmpfs
 from components.endpoint import DatabaseEndpoint
 from components.image import referenced_image
 from components.service import ComponentInputs, Service
 
 DB_ALIAS = "db"
-PASSWORD_FILE = "/run/secrets/db_password"
+SECRETS_DIR = "/run/secrets"
+PASSWORD_FILE = f"{SECRETS_DIR}/db_password"
 PGDATA = "/var/lib/postgresql/data"
+# The official image's entrypoint runs as the user it is given: as root it would chown the
+# data directory and drop to `postgres` (CHOWN, SETUID, SETGID); started as `postgres` it skips
+# that. A fresh volume gets the image's PGDATA, owned by postgres; an existing one was chowned
+# by the root entrypoint before.
+SERVER_USER = "postgres"
+# Where the server and the entrypoint write outside PGDATA: the socket and its lock file, and
+# the entrypoint's and psql's scratch files.
+SCRATCH = (Tmpfs("/var/run/postgresql", 1), Tmpfs("/tmp", 16))
 
 
 def pg_isready_test(settings: DatabaseSettings) -> list[str]:
@@ -54,8 +64,10 @@ class Database(Service):
                 "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
                 "PGDATA": PGDATA,
             },
-            uploads=[Upload(PASSWORD_FILE, inputs.password)],
+            files=Files(SECRETS_DIR, {"db_password": pulumi.Output.secret(inputs.password)}),
             mounts=[Mount(inputs.stack.volumes.pgdata, PGDATA)],
+            user=SERVER_USER,
+            tmpfs=SCRATCH,
             networks=[Attachment(inputs.stack.networks.data, aliases=[DB_ALIAS])],
             health_test=pg_isready_test(settings),
             healthcheck=settings.healthcheck,

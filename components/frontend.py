@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import pulumi
 import pulumi_command as command
 
 from components.config import FrontendSettings
-from components.container import Attachment, ServiceSpec, loopback_port
-from components.launcher import launcher_entrypoint, launcher_uploads
+from components.container import Attachment, ServiceSpec, Tmpfs, loopback_port
+from components.launcher import launcher_entrypoint
 from components.probe import http_probe
 from components.service import ComponentInputs, ProxiedService
 from components.switch import publish_assets
+
+
+def frontend_scratch(settings: FrontendSettings) -> tuple[Tmpfs, ...]:
+    """Where the server writes: Node's temp files, and Next.js's cache beside its static files
+    (`.next/cache`: optimised images, fetched data); a full cache only stops caching."""
+    next_cache = str(PurePosixPath(settings.static_dir).parent / "cache")
+    return (Tmpfs("/tmp", 64), Tmpfs(next_cache, 64))
 
 
 def node_health_test(port: int, path: str) -> list[str]:
@@ -66,7 +74,8 @@ class Frontend(ProxiedService):
             entrypoint=launcher_entrypoint(),
             # Docker drops an image's CMD once the entrypoint is overridden.
             command=settings.command,
-            uploads=launcher_uploads({}),
+            user=settings.user,
+            tmpfs=frontend_scratch(settings),
         )
         self.serve(
             inputs.stack,

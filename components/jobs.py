@@ -4,6 +4,9 @@ A job is run by pulumi-command rather than as a `docker.Container`: a container 
 `attach`/`must_run=False` records a non-zero exit code without failing the rollout, while a
 command's non-zero exit fails `pulumi up` with the job's own output and leaves nothing in state,
 so the next `up` tries again.
+
+A job runs as least privileged as a service (docs/security.md): its user, a read-only root file
+system with a `tmpfs` for its scratch files, no capability, a PIDs and a memory limit.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from components.container import contract_labels, docker_name
+from components.container import Tmpfs, contract_labels, docker_name
 
 # Reads one line (the secret) from stdin into the variable named by $0, then execs the job:
 # the secret never appears in an argument list, the container's configuration, or the state.
@@ -36,8 +39,12 @@ class JobSpec:
     memory_mb: int
     secret_env: str
     """Name of the variable that receives the secret sent on stdin."""
+    user: str
+    """Never root: the image's own unprivileged user, or the service's."""
+    pids_limit: int
     envs: Mapping[str, str] = field(default_factory=dict)
     volumes: Sequence[tuple[pulumi.Input[str], str]] = ()
+    tmpfs: Sequence[Tmpfs] = ()
 
 
 def docker_run_argv(job: JobSpec, image: str, network: str, volumes: Sequence[str]) -> list[str]:
@@ -50,6 +57,11 @@ def docker_run_argv(job: JobSpec, image: str, network: str, volumes: Sequence[st
         f"--name={docker_name(job.stack, job.name)}",
         f"--network={network}",
         f"--memory={job.memory_mb}m",
+        f"--pids-limit={job.pids_limit}",
+        f"--user={job.user}",
+        "--read-only",
+        *[f"--tmpfs={t.path}:{t.options()}" for t in job.tmpfs],
+        "--cap-drop=ALL",
         "--security-opt=no-new-privileges:true",
     ]
     argv += [f"--label={k}={v}" for k, v in sorted(contract_labels(job.stack, job.service).items())]

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.backup import BACKUPS_MOUNT
+from components.backend import SCRATCH as BACKEND_SCRATCH
+from components.backup import BACKUP_USER, BACKUPS_MOUNT
+from components.backup import SCRATCH as BACKUP_SCRATCH
+from components.config import BackupSettings
 from components.container import StackContext
 from components.endpoint import DatabaseEndpoint
 from components.jobs import JobSpec, job_command
@@ -17,10 +20,14 @@ from components.service import ComponentInputs
 
 
 def pre_migration_backup_job(
-    stack: StackContext, database: DatabaseEndpoint, image: pulumi.Input[str]
+    stack: StackContext,
+    database: DatabaseEndpoint,
+    image: pulumi.Input[str],
+    settings: BackupSettings,
 ) -> JobSpec:
     """`astats_ops backup` of `database` in the backup `image`, into the stack's backups
-    volume; prints the verified backup's path."""
+    volume, as the scheduler runs (`settings`: its PIDs limit); prints the verified backup's
+    path."""
     return JobSpec(
         stack=stack.name,
         name="pre-migration-backup",
@@ -30,8 +37,11 @@ def pre_migration_backup_job(
         command=["python3", "-m", "astats_ops", "backup", "--dest", BACKUPS_MOUNT],
         memory_mb=512,
         secret_env="PGPASSWORD",
+        user=BACKUP_USER,
+        pids_limit=settings.pids_limit,
         envs=database.libpq_env(),
         volumes=[(stack.volumes.backups, BACKUPS_MOUNT)],
+        tmpfs=BACKUP_SCRATCH,
     )
 
 
@@ -46,6 +56,9 @@ def migration_job(stack: StackContext, release: BackendRelease) -> JobSpec:
         command=release.settings.migration_command,
         memory_mb=release.settings.memory_mb,
         secret_env="DATABASE_URL",
+        user=release.settings.user,
+        pids_limit=release.settings.pids_limit,
+        tmpfs=BACKEND_SCRATCH,
     )
 
 
@@ -54,6 +67,8 @@ class MigrationInputs(ComponentInputs):
     release: BackendRelease
     """What the migration runs: the release's migration command, in its image, on its database."""
     backup_image: pulumi.Input[str]
+    backup_settings: BackupSettings
+    """The pre-migration backup runs as the scheduled ones do."""
 
 
 class Migration(pulumi.ComponentResource):
@@ -78,7 +93,9 @@ class Migration(pulumi.ComponentResource):
             database.user,
             database.host,
         ]
-        backup = pre_migration_backup_job(stack, database, inputs.backup_image)
+        backup = pre_migration_backup_job(
+            stack, database, inputs.backup_image, inputs.backup_settings
+        )
         self.backup = job_command(
             self, backup, database.password, triggers=fingerprint, after=inputs.after
         )

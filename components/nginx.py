@@ -9,14 +9,33 @@ import pulumi
 
 from components.backend import Backend
 from components.config import NginxSettings
-from components.container import Attachment, Mount, ServiceSpec, Upload
+from components.container import Attachment, Files, Mount, ServiceSpec, Tmpfs
 from components.image import referenced_image
-from components.nginx_conf import SwitchedUpstreams, render_nginx_conf
+from components.nginx_conf import NginxRuntime, SwitchedUpstreams, render_nginx_conf
 from components.service import ComponentInputs, ProxiedService, Service
-from components.switch import ASSETS_DIR, UPSTREAM_DIR
+from components.switch import ASSETS_DIR, NGINX_USER, UPSTREAM_DIR
 
-CONFIG_PATH = "/etc/nginx/nginx.conf"
-LISTEN_PORT = 80
+# Its own directory: the image's /etc/nginx stays as it is, read-only.
+CONFIG_DIR = "/etc/nginx/astats"
+CONFIG_PATH = f"{CONFIG_DIR}/nginx.conf"
+# Unprivileged: nginx runs as its image's `nginx` user, which cannot bind a port below 1024
+# (and needs no NET_BIND_SERVICE for 8080); the host port maps to it.
+LISTEN_PORT = 8080
+RUNTIME = NginxRuntime()
+# How nginx is started, and how the traffic switch's `nginx -t` and `nginx -s reload` (run in
+# the container by `docker exec`, which sees its environment) find the same config. `-e`: the
+# image's default error log path may not be writable by nginx's user.
+NGINX_COMMAND = f"nginx -e stderr -c {CONFIG_PATH}"
+
+
+def nginx_scratch(settings: NginxSettings) -> tuple[Tmpfs, ...]:
+    """Where nginx writes: its pid file, and its temp files (request bodies and responses
+    too large for its buffers), which count against its memory: half of it at most."""
+    pid_dir = RUNTIME.pid_path.rsplit("/", 1)[0]
+    return (
+        Tmpfs(pid_dir, 1, owner=NGINX_USER),
+        Tmpfs(RUNTIME.temp_dir, max(16, settings.memory_mb // 2), owner=NGINX_USER),
+    )
 
 
 def nginx_health_test() -> list[str]:
@@ -48,13 +67,18 @@ class Nginx(Service):
             SwitchedUpstreams(UPSTREAM_DIR),
             listen_port=LISTEN_PORT,
             assets_root=ASSETS_DIR,
+            runtime=RUNTIME,
         )
         image = referenced_image("image", reference=settings.image, opts=child)
         spec = ServiceSpec(
             service="nginx",
             image=image,
             limits=settings,
-            uploads=[Upload(CONFIG_PATH, self.config_text)],
+            command=[*NGINX_COMMAND.split(), "-g", "daemon off;"],
+            envs={"NGINX_COMMAND": NGINX_COMMAND},
+            files=Files(CONFIG_DIR, {"nginx.conf": self.config_text}),
+            user=NGINX_USER,
+            tmpfs=nginx_scratch(settings),
             mounts=[
                 Mount(inputs.stack.volumes.upstreams, UPSTREAM_DIR),
                 Mount(inputs.stack.volumes.assets, ASSETS_DIR, read_only=True),

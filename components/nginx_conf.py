@@ -79,12 +79,13 @@ UpstreamSource = Upstreams | SwitchedUpstreams
 
 @dataclass(frozen=True)
 class NginxRuntime:
-    """Process-level paths and user; the defaults fit the official nginx image.
+    """Process-level paths and user; the defaults fit the official nginx image run as its
+    unprivileged `nginx` user (no `user` line: the master is not root, so it cannot switch).
 
     Tests running Debian's nginx as an ordinary subprocess point these into a temp dir.
     """
 
-    user: str | None = "nginx"
+    user: str | None = None
     pid_path: str = "/var/run/nginx.pid"
     temp_dir: str = "/var/cache/nginx"
     mime_types_path: str = "/etc/nginx/mime.types"

@@ -37,7 +37,7 @@ class Service(pulumi.ComponentResource):
         outputs: Mapping[str, pulumi.Input[str]] | None = None,
     ) -> None:
         """Start the container for `spec` once `after` is done; register the outputs."""
-        self.container = service_container(self, stack, spec, after=after)
+        self.container = service_container(self, stack, spec, after=after).container
         self.register_outputs({"container": self.container.name, **(outputs or {})})
 
 
@@ -57,9 +57,17 @@ class ProxiedService(Service):
         switch_after: Sequence[pulumi.Resource] = (),
     ) -> None:
         """Start the container for `spec` once `after` is done; once it is healthy (and
-        `switch_after` is done), move nginx's traffic for the service to it."""
-        self.container = service_container(self, stack, spec, after=after)
+        `switch_after` is done, and its PIDs limit holds), move nginx's traffic for the service
+        to it."""
+        running = service_container(self, stack, spec, after=after)
+        self.container = running.container
         self.traffic = switch_traffic(
-            self, stack, spec.service, self.container, port, image=spec.image, after=switch_after
+            self,
+            stack,
+            spec.service,
+            self.container,
+            port,
+            image=spec.image,
+            after=[running.pids_limit, *switch_after],
         )
         self.register_outputs({"container": self.container.name})

@@ -23,56 +23,51 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.container import StackContext, contract_labels
+from components.container import StackContext, contract_labels, throwaway_run
 
 FILES = Path(__file__).parent / "files"
 SWITCH_SCRIPT = (FILES / "switch-upstream.sh").read_text()
 PUBLISH_SCRIPT = (FILES / "publish-assets.sh").read_text()
 UPSTREAM_DIR = "/etc/nginx/astats-upstreams"
 ASSETS_DIR = "/srv/astats-assets"
+NGINX_USER = "101:101"
+"""The official nginx image's `nginx` user: nginx runs as it, and it owns the upstream files,
+which the switch rewrites as nginx's own user (so `nginx -s reload` may signal the master)."""
 
 
 def nginx_filters(stack: str) -> list[str]:
     return [f"--filter=label={k}={v}" for k, v in contract_labels(stack, "nginx").items()]
 
 
-def throwaway_run(
-    stack: str, service: str, image: str, volume: str, target: str, *, read_only: bool = False
-) -> list[str]:
-    """`docker run` of a step's shell in `image`, as root without capabilities or network,
-    with one volume: a step only moves files between the image and the volume."""
-    mount = f"--volume={volume}:{target}" + (":ro" if read_only else "")
-    return [
-        "docker",
-        "run",
-        "--rm",
-        "--interactive",
-        "--network=none",
-        "--user=0:0",
-        "--cap-drop=ALL",
-        "--security-opt=no-new-privileges:true",
-        *[f"--label={k}={v}" for k, v in sorted(contract_labels(stack, service).items())],
-        mount,
-        "--entrypoint=/bin/sh",
-        image,
-    ]
+def handover(stack: str, service: str, image: str, volume: str) -> list[str]:
+    """A throwaway step that hands the upstream files to nginx's user: a fresh volume is root's,
+    and so are the files an nginx of before this user change wrote."""
+    # CHOWN: changing a file's owner is all this step does; root without it cannot.
+    run = throwaway_run(stack, service, image, volume, UPSTREAM_DIR, capabilities=["CHOWN"])
+    return [*run, "-c", 'chown -R "$0" "$1"', NGINX_USER, UPSTREAM_DIR]
 
 
 def switch_script(stack: str, service: str, image: str, volume: str, *, servers: str) -> str:
     """The host's shell line that points `service`'s upstream at `servers` (`server a:p;`)."""
     in_nginx = ["/bin/sh", "-c", SWITCH_SCRIPT, "switch-upstream", service]
     running = ["docker", "ps", "--quiet", "--filter=status=running", *nginx_filters(stack)]
-    before_start = throwaway_run(stack, service, image, volume, UPSTREAM_DIR)
+    before_start = throwaway_run(stack, service, image, volume, UPSTREAM_DIR, user=NGINX_USER)
+    hand_over = shlex.join(handover(stack, service, image, volume))
+    writable = ["test", "-w", UPSTREAM_DIR]
     return "\n".join(
         [
             "set -eu",
             f"servers={shlex.quote(servers)}",
             f"nginx=$({shlex.join(running)})",
             'if [ -z "$nginx" ]; then',
+            f"  {hand_over}",
             f'  printf "%s\\n" "$servers" | {shlex.join([*before_start, *in_nginx[1:]])}',
             "  exit 0",
             "fi",
+            # `docker exec` runs as the container's user, the master's: nginx's own user, or
+            # root for an nginx started before it ran unprivileged.
             "for id in $nginx; do",
+            f'  docker exec "$id" {shlex.join(writable)} || {hand_over}',
             f'  printf "%s\\n" "$servers" | docker exec --interactive "$id" {shlex.join(in_nginx)}',
             "done",
         ]

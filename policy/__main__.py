@@ -18,6 +18,8 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.proxy import UnknownValueError
 
@@ -65,7 +67,33 @@ def as_policy(rule: astats_rules.Rule) -> ResourceValidationPolicy:
     )
 
 
-POLICIES = [as_policy(rule) for rule in astats_rules.RULES]
+def as_stack_policy(rule: astats_rules.StackRule) -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        resources = [
+            astats_rules.Resource(
+                type=r.resource_type,
+                urn=r.urn,
+                name=r.name,
+                props=plain(r.props),
+                dependencies=tuple(d.urn for d in r.dependencies),
+            )
+            for r in args.resources
+        ]
+        for urn, message in rule.check(resources):
+            report_violation(message, urn)
+
+    return StackValidationPolicy(
+        name=rule.name,
+        description=rule.description,
+        validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
+
+
+POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
+    *(as_policy(rule) for rule in astats_rules.RULES),
+    *(as_stack_policy(rule) for rule in astats_rules.STACK_RULES),
+]
 
 if __name__ == "__main__":
     PolicyPack(

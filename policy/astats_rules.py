@@ -2,8 +2,10 @@
 
 Each rule looks at one resource as the policy engine shows it (its type token, its inputs with
 camelCase keys, and the resource options a policy can see) and returns violation messages; an
-empty list means the resource complies. Nothing here imports Pulumi, so the rules run the same
-under `pulumi preview --policy-pack policy` and in the unit tests.
+empty list means the resource complies. A stack rule looks at every resource at once, for what
+one resource cannot show (a container's PIDs limit, which a step after it sets). Nothing here
+imports Pulumi, so the rules run the same under `pulumi preview --policy-pack policy` and in
+the unit tests.
 
 Values the engine cannot know yet during a preview arrive as `UNKNOWN`; a rule never reports a
 violation on a value it cannot see.
@@ -18,7 +20,11 @@ from typing import Any, Final
 
 CONTAINER: Final = "docker:index/container:Container"
 VOLUME: Final = "docker:index/volume:Volume"
+COMMAND: Final = "command:local:Command"
 SERVICE_LABEL: Final = "astats.service"
+FILES_LABEL: Final = "astats.files"
+"""Marks a service's files volume (secrets, a config): no data of its own."""
+ROOT_USERS: Final = frozenset({"root", "0"})
 DATABASE_SERVICE: Final = "db"
 
 
@@ -59,6 +65,26 @@ class Rule:
     description: str
     resource_type: str
     check: Callable[[Props, Options], list[str]]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One resource of the stack, for a rule over several: what it is, and what it waits for."""
+
+    type: str
+    urn: str
+    name: str
+    props: Props
+    dependencies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StackRule:
+    """A rule only the whole stack can answer; its check returns (resource URN, message)."""
+
+    name: str
+    description: str
+    check: Callable[[Sequence[Resource]], list[tuple[str, str]]]
 
 
 # Docker's own defaults for an unset healthcheck field.
@@ -108,6 +134,12 @@ def labels_of(props: Props) -> dict[Any, Any]:
 
 def is_database(props: Props) -> bool:
     return labels_of(props).get(SERVICE_LABEL) == DATABASE_SERVICE
+
+
+def container_named(props: Props) -> str:
+    """How a message names a container: by its service, which the operator knows it by."""
+    service = labels_of(props).get(SERVICE_LABEL)
+    return f"the {service} container" if isinstance(service, str) else "the container"
 
 
 def published_ports(props: Props) -> list[Any]:
@@ -208,7 +240,7 @@ def check_database_unpublished(props: Props, _opts: Options) -> list[str]:
 
 
 def check_data_volume_kept(props: Props, opts: Options) -> list[str]:
-    if not is_database(props) or opts.protect:
+    if not is_database(props) or FILES_LABEL in labels_of(props) or opts.protect:
         return []
     return [
         "the database's data volume is not protected. retain_on_delete cannot be seen by "
@@ -240,6 +272,75 @@ def check_plaintext_secret_env(props: Props, _opts: Options) -> list[str]:
             problems.append(
                 f"env {name} carries a credential in the container's configuration, "
                 f"readable by `docker inspect`; upload it as a file and pass {name}_FILE"
+            )
+    return problems
+
+
+def check_read_only_root(props: Props, _opts: Options) -> list[str]:
+    read_only = props.get("readOnly")
+    if read_only is UNKNOWN or read_only is True:
+        return []
+    return [
+        f"{container_named(props)} has a writable root file system (read_only is not true): a "
+        "compromised process could rewrite its programs; set read_only=True and give the "
+        "service a tmpfs where it writes"
+    ]
+
+
+def check_capabilities_dropped(props: Props, _opts: Options) -> list[str]:
+    capabilities = props.get("capabilities")
+    if capabilities is UNKNOWN:
+        return []
+    drops = capabilities.get("drops") if isinstance(capabilities, Mapping) else None
+    if drops is UNKNOWN:
+        return []
+    dropped = {str(d).upper() for d in drops} if isinstance(drops, Sequence) else set()
+    if dropped & {"ALL", "CAP_ALL"}:
+        return []
+    return [
+        f"{container_named(props)} keeps Docker's default capabilities (capabilities.drops "
+        "lacks ALL); drop ALL and add back, in capabilities.adds, only what the service needs"
+    ]
+
+
+def check_non_root_user(props: Props, _opts: Options) -> list[str]:
+    user = props.get("user")
+    if user is UNKNOWN:
+        return []
+    name = str(user).split(":", 1)[0] if user else ""
+    if name and name not in ROOT_USERS:
+        return []
+    shown = f"user is {user!r}" if user else "no user is set, so the image's (often root) runs it"
+    return [f"{container_named(props)} runs as root ({shown}); set user to an unprivileged one"]
+
+
+def check_pids_limits(resources: Sequence[Resource]) -> list[tuple[str, str]]:
+    """pulumi-docker 5 has no PIDs limit for a container: a step after it (`docker update
+    --pids-limit`) sets one, and each container needs such a step."""
+    problems = []
+    for container in resources:
+        if container.type != CONTAINER:
+            continue
+        limited = False
+        for step in resources:
+            if step.type != COMMAND or container.urn not in step.dependencies:
+                continue
+            create = step.props.get("create")
+            environment = step.props.get("environment")
+            limit = environment.get("PIDS_LIMIT") if isinstance(environment, Mapping) else None
+            if not isinstance(create, str) or "--pids-limit" not in create:
+                continue
+            if limit is UNKNOWN or (isinstance(limit, str) and limit.isdigit() and int(limit) > 0):
+                limited = True
+        if not limited:
+            problems.append(
+                (
+                    container.urn,
+                    f"{container_named(container.props)} ({container.name}) has no PIDs limit: "
+                    "no step after it runs `docker update --pids-limit` with a positive "
+                    "PIDS_LIMIT; one fork loop could exhaust the host's process table "
+                    "(astats:<service>.pidsLimit sets it)",
+                )
             )
     return problems
 
@@ -295,7 +396,43 @@ RULES: Final[tuple[Rule, ...]] = (
         CONTAINER,
         check_plaintext_secret_env,
     ),
+    Rule(
+        "container-read-only-root",
+        "Every container's root file system is read-only.",
+        CONTAINER,
+        check_read_only_root,
+    ),
+    Rule(
+        "container-capabilities-dropped",
+        "Every container drops all capabilities, adding back only what its service needs.",
+        CONTAINER,
+        check_capabilities_dropped,
+    ),
+    Rule(
+        "container-non-root-user",
+        "Every container runs as a named, unprivileged user.",
+        CONTAINER,
+        check_non_root_user,
+    ),
 )
+
+STACK_RULES: Final[tuple[StackRule, ...]] = (
+    StackRule(
+        "container-pids-limit",
+        "Every container gets a PIDs limit (a `docker update --pids-limit` step after it).",
+        check_pids_limits,
+    ),
+)
+
+
+def stack_violations(resources: Sequence[Resource]) -> dict[str, list[tuple[str, str]]]:
+    """Every stack rule the resources break, by rule name, with (URN, message) pairs."""
+    found = {}
+    for rule in STACK_RULES:
+        problems = rule.check(resources)
+        if problems:
+            found[rule.name] = problems
+    return found
 
 
 def violations(resource_type: str, props: Props, opts: Options) -> dict[str, list[str]]:

@@ -10,6 +10,7 @@ resource options, and the raw wire form of inputs, where secrets are still wrapp
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 import hashlib
 import json
@@ -26,6 +27,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
+COMMAND = "command:local:Command"
 T = TypeVar("T")
 
 
@@ -93,6 +95,24 @@ class Graph:
     def waits_for(self, later: Registered, earlier: Registered) -> bool:
         return any(a.urn == earlier.urn for a in self.ancestors(later))
 
+    def files_step(self, container: Registered) -> Registered:
+        """The step that writes the files `container` reads at start (its secrets, a config)."""
+        return self.child_of(
+            container.parent.rsplit("::", 1)[1], f"{container.name}-write-files", COMMAND
+        )
+
+    def files(self, container: Registered) -> dict[str, str]:
+        """What `container` reads at start, by file name: its files step's stdin, decoded."""
+        stdin = self.files_step(container).inputs["stdin"]
+        lines = (line.split(" ", 1) for line in stdin.splitlines())
+        return {name: base64.b64decode(data).decode() for name, data in lines}
+
+    def pids_limit(self, container: Registered) -> int:
+        """The PIDs limit the step after `container` puts on it."""
+        parent = container.parent.rsplit("::", 1)[1]
+        step = self.child_of(parent, f"{container.name}-pids-limit", COMMAND)
+        return int(step.inputs["environment"]["PIDS_LIMIT"])
+
     def containers(self) -> dict[str, Registered]:
         """Containers by their `astats.service` label."""
         result = {}
@@ -157,7 +177,10 @@ class DockerMocks(pulumi.runtime.Mocks):
             state["repoDigest"] = f"sha256:{digest}"
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = f"sha256:{digest}"
-        elif args.typ == "command:local:Command":
+        elif args.typ == COMMAND and args.name.endswith("-write-files"):
+            state["stdout"] = f"revision-{digest[:12]}"
+            state["stderr"] = ""
+        elif args.typ == COMMAND:
             state["stdout"] = f"/backups/astats-{digest[:12]}.dump"
             state["stderr"] = ""
         return f"{args.name}-id", state

@@ -11,7 +11,9 @@ set -eu
 service="${1:?usage: switch-upstream.sh SERVICE < servers}"
 dir="${UPSTREAM_DIR:-/etc/nginx/astats-upstreams}"
 pid_file="${PID_FILE:-/var/run/nginx.pid}"
-nginx="${NGINX:-nginx}"
+# How nginx runs here (its config): NGINX, or the container's NGINX_COMMAND (nginx itself reads
+# an NGINX variable, for inherited sockets, so the stack's container cannot carry one).
+nginx="${NGINX:-${NGINX_COMMAND:-nginx}}"
 wait_s="${SWITCH_WAIT_S:-20}"
 live="$dir/$service.conf"
 

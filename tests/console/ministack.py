@@ -24,7 +24,7 @@ from components.backup import health_command, schedule_command
 from components.config import BackupSettings
 from components.container import contract_labels
 from components.database import PASSWORD_FILE, PGDATA
-from components.launcher import LAUNCHER_PATH, LAUNCHER_SOURCE, SECRETS_DIR, launcher_entrypoint
+from components.launcher import SECRETS_DIR, launcher_entrypoint
 
 SECOND = 1_000_000_000
 DB_USER = "astats"
@@ -109,9 +109,9 @@ class MiniStack:
     def launched(
         self, service: str, image: str, command: list[str], secrets: dict[str, str], **kw: Any
     ) -> Container:
-        """Through the launcher, its secrets uploaded as files (components/launcher.py)."""
-        uploads = {LAUNCHER_PATH: (LAUNCHER_SOURCE.read_text(), 0o555)}
-        uploads |= {f"{SECRETS_DIR}/{k}": (v, 0o444) for k, v in secrets.items()}
+        """Through the launcher (components/launcher.py), its secrets as files where the
+        program's files volume puts them."""
+        uploads = {f"{SECRETS_DIR}/{k}": (v, 0o444) for k, v in secrets.items()}
         return self.create(
             service, image, command, entrypoint=launcher_entrypoint(), uploads=uploads, **kw
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
@@ -87,7 +88,15 @@ def test_the_interval_comes_from_the_scheduler_command_as_the_program_writes_it(
 def test_paths_are_the_ones_the_program_gives_the_scheduler() -> None:
     assert backups.BACKUPS_DIR == backup_component.BACKUPS_MOUNT
     assert backups.STATUS_FILE == backup_component.STATUS_FILE
-    assert launcher.launcher_entrypoint() == backups.LAUNCHER
+
+
+def test_the_launcher_is_found_as_the_program_and_older_stacks_made_it() -> None:
+    made = SimpleNamespace(attrs={"Config": {"Entrypoint": launcher.launcher_entrypoint()}})
+    assert backups.launcher_of(made) == launcher.launcher_entrypoint()
+    uploaded = SimpleNamespace(attrs={"Config": {"Entrypoint": backups.UPLOADED_LAUNCHER}})
+    assert backups.launcher_of(uploaded) == ["/bin/sh", "/run/astats/launch"]
+    plain = SimpleNamespace(attrs={"Config": {"Entrypoint": ["docker-entrypoint.sh"]}})
+    assert backups.launcher_of(plain) == []
 
 
 def test_restore_latest_takes_the_newest_verified_backup() -> None:

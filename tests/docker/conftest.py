@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.docker import images, python_image
+from tests.e2e import images as e2e_images
+from tests.proxy.nginx_image import nginx_image
 from tests.support.ci import unavailable
-from tests.support.debian_images import image_exists
+from tests.support.debian_images import built_once_per_run, image_exists
 from tests.support.docker import docker
 from tests.support.docker_env import BackendImages, Env, Images
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
-APPLETS = ("sh", "cat", "echo", "env", "sleep", "ls", "test", "id")
+APPLETS = ("sh", "cat", "echo", "env", "sleep", "ls", "test", "id", "base64", "mv", "rm")
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +102,24 @@ def backend_images(test_images: Images) -> BackendImages:
     # test_images has made (or found) the bookworm base; a failed build fails every test.
     python = python_image.python_standin(images.BASE_TAG)
     return BackendImages(python=python, backend=python_image.backend_image(python))
+
+
+@pytest.fixture(scope="session")
+def stack_images(test_images: Images, backend_images: BackendImages) -> dict[str, str]:
+    """A stand-in image for each service of the stack, by its `astats.service`."""
+
+    def node_image() -> None:
+        e2e_images.node_standin(images.BASE_TAG)
+
+    def official_nginx() -> None:
+        e2e_images.nginx_standin(nginx_image())
+
+    node = built_once_per_run("node-standin-image", e2e_images.NODE_TAG, node_image)
+    nginx = built_once_per_run("nginx-official-image", e2e_images.NGINX_TAG, official_nginx)
+    return {
+        "db": test_images.postgres,
+        "backend": backend_images.backend,
+        "frontend": images.frontend_standin(node),
+        "nginx": nginx,
+        "backup": test_images.backup,
+    }

@@ -5,8 +5,12 @@
 - a stand-in for the official ``postgres:15-bookworm``: Debian's own PostgreSQL 15 on that base,
   with the subset of the official image's contract the stack relies on (``POSTGRES_USER``,
   ``POSTGRES_DB``, ``POSTGRES_PASSWORD[_FILE]``, ``PGDATA``, uid 999 ``postgres``, the server
-  binaries on PATH, scram-sha-256 for TCP, listening on all addresses);
-- the backup image, built from the repo's real ``docker/backup/Dockerfile`` on the stand-in.
+  binaries on PATH, scram-sha-256 for TCP, listening on all addresses, started as root or as
+  ``postgres``);
+- the backup image, built from the repo's real ``docker/backup/Dockerfile`` on the stand-in;
+- a stand-in for a Next.js frontend's image on the ``node:20-slim`` stand-in of
+  ``tests/e2e/images.py``: a server answering every path, static files where Next.js puts them,
+  the official image's ``node`` user.
 
 Docker's layer cache makes the two builds nearly free once they have run; under pytest-xdist
 they run once per test run, not once per worker (``built_once_per_run``).
@@ -45,6 +49,9 @@ RUN mkdir -p /etc/postgresql-common/createcluster.d \\
     && chmod 2777 /var/run/postgresql
 ENV PATH=$PATH:/usr/lib/postgresql/15/bin \\
     PGDATA=/var/lib/postgresql/data
+# As in the official image: PGDATA exists, postgres's, open to all until the entrypoint makes it
+# 0700, so the server can start as `postgres` on a fresh volume (which copies this directory).
+RUN mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 1777 "$PGDATA"
 COPY entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 STOPSIGNAL SIGINT
@@ -126,3 +133,53 @@ def backup_image(postgres_image: str) -> str:
     ]
     what = f"building {BACKUP_DOCKERFILE.relative_to(REPO_ROOT)}"
     return built_once_per_run("backup-image", BACKUP_TAG, lambda: run_step(argv, what))
+
+
+FRONTEND_TAG = "astats-test/frontend:latest"
+FRONTEND_DOCKERFILE = """\
+ARG NODE
+FROM ${NODE}
+WORKDIR /app
+COPY server.js ./
+COPY static/ ./.next/static/
+USER 1000:1000
+EXPOSE 3000
+CMD ["node", "server.js"]
+"""
+FRONTEND_SERVER = """\
+// Answers every path, as a Next.js server answers its pages.
+const http = require("http");
+http
+  .createServer((request, response) => {
+    response.writeHead(200, { "content-type": "text/html" });
+    response.end("<html><body>astats frontend stand-in</body></html>");
+  })
+  .listen(Number(process.env.PORT || 3000), process.env.HOSTNAME || "0.0.0.0");
+"""
+FRONTEND_CHUNK = "_next/static/chunks/app-standin.js"
+
+
+def frontend_standin(node_image: str) -> str:
+    """Build the frontend stand-in on ``node_image``; return its tag."""
+
+    def build() -> None:
+        with tempfile.TemporaryDirectory(prefix="astats-frontend-image-") as context:
+            Path(context, "Dockerfile").write_text(FRONTEND_DOCKERFILE)
+            Path(context, "server.js").write_text(FRONTEND_SERVER)
+            chunk = Path(context, "static", FRONTEND_CHUNK.removeprefix("_next/static/"))
+            chunk.parent.mkdir(parents=True)
+            chunk.write_text("console.log('astats');\n")
+            run_step(
+                [
+                    "docker",
+                    "build",
+                    "--build-arg",
+                    f"NODE={node_image}",
+                    "-t",
+                    FRONTEND_TAG,
+                    context,
+                ],
+                "building the frontend stand-in",
+            )
+
+    return built_once_per_run("frontend-standin", FRONTEND_TAG, build)

@@ -44,12 +44,12 @@ from components.release import BackendRelease
 from components.workers import uvicorn_workers
 from tests.pulumi_harness import in_fresh_loop, register, value_of
 from tests.support.docker import (
+    apply_pids_limit,
     connect_networks,
     create_args,
     create_flags,
     docker,
-    registered_uploads,
-    upload,
+    run_step,
 )
 from tests.support.docker_env import BackendImages, Env, endpoint, sql, start_database
 
@@ -72,6 +72,7 @@ class Deployment:
     images: BackendImages
     containers: list[str] = field(default_factory=list)
     database: str = ""
+    volumes: list[str] = field(default_factory=list)
 
     @property
     def stack(self) -> StackContext:
@@ -87,6 +88,8 @@ class Deployment:
             docker("rm", "--force", "--volumes", container, check=False)
         # The job runs with --rm; one killed mid-run (a timeout) could still be going.
         docker("rm", "--force", f"astats-{self.env.stack}-migration", check=False)
+        for volume in self.volumes:
+            docker("volume", "rm", "--force", volume, check=False)
         docker("network", "rm", self.edge, check=False)
 
 
@@ -179,9 +182,7 @@ def test_migration_with_a_wrong_password_fails_with_the_database_error(
     assert sql(deployment.database, "SELECT to_regclass('public.alembic_version')") == ""
 
 
-def start_backend(
-    deployed: Deployment, scratch: Path, secret_key: str, settings: BackendSettings
-) -> str:
+def start_backend(deployed: Deployment, secret_key: str, settings: BackendSettings) -> str:
     """The backend container as the program's `Backend` registers it, created and started."""
     deployed.env.volume("backend-logs")
 
@@ -195,7 +196,14 @@ def start_backend(
             ),
         )
 
-    container = register(make, stack=deployed.env.stack).containers()["backend"].inputs
+    graph = register(make, stack=deployed.env.stack)
+    registered = graph.containers()["backend"]
+    container = registered.inputs
+    # Its secrets first, into its files volume (the program's step), then the container.
+    files = graph.files_step(registered).inputs
+    deployed.volumes.append(graph.named("backend-files").inputs["name"])
+    written = run_step(files)
+    assert written.returncode == 0, written.stderr
     name = f"astats-test-backend-{uuid.uuid4().hex[:8]}"
     docker(
         "create",
@@ -206,8 +214,8 @@ def start_backend(
     )
     deployed.containers.append(name)
     connect_networks(name, container)
-    upload(name, registered_uploads(container), scratch)
     docker("start", name)
+    apply_pids_limit(graph.named("backend-pids-limit").inputs, name)
     return name
 
 
@@ -266,7 +274,7 @@ def fetch(deployed: Deployment, backend: str, path: str) -> dict[str, Any]:
     ids=["derived-workers", "one-worker"],
 )
 def test_backend_container_serves_the_migrated_database_and_stops_gracefully(
-    deployment: Deployment, tmp_path: Path, workers: int | None, exit_code: int, last_line: str
+    deployment: Deployment, workers: int | None, exit_code: int, last_line: str
 ) -> None:
     settings = BACKEND.model_copy(update={"workers": workers})
     derived = uvicorn_workers(
@@ -277,7 +285,7 @@ def test_backend_container_serves_the_migrated_database_and_stops_gracefully(
     migrated = run_migration(deployment, deployment.env.password)
     assert migrated.returncode == 0, migrated.stderr
     secret_key = f"key {uuid.uuid4().hex} $HOME'\""
-    backend = start_backend(deployment, tmp_path, secret_key, settings)
+    backend = start_backend(deployment, secret_key, settings)
 
     wait_healthy(backend)
 

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from components.backup import BACKUPS_MOUNT, STATUS_FILE
+from components.backup import BACKUP_USER, BACKUPS_MOUNT, STATUS_FILE
+from components.backup import SCRATCH as SCHEDULER_SCRATCH
 from components.database import DB_ALIAS
 from tests.support.ci import unavailable
-from tests.support.docker import docker
+from tests.support.docker import docker, hardened
 from tests.support.docker_env import DATABASE, Env, sql, start_database
 from tests.support.errors import assert_one_line_error
 
@@ -62,8 +63,9 @@ def databases(database: str) -> set[str]:
 
 
 def ops_container(env: Env, backups: str) -> str:
-    """A running container of the backup image, as the scheduler runs (same user, volume and
-    libpq environment); commands run in it with ``docker exec``."""
+    """A running container of the backup image, as the scheduler runs (same user, read-only
+    root and scratch space, volume and libpq environment); commands run in it with
+    ``docker exec``."""
     name = create_ops(env, backups, "sleep", "infinity")
     docker("start", name)
     return name
@@ -71,6 +73,7 @@ def ops_container(env: Env, backups: str) -> str:
 
 def create_ops(env: Env, backups: str, *command: str) -> str:
     return env.create(
+        *hardened(BACKUP_USER, SCHEDULER_SCRATCH),
         f"--network={env.network}",
         f"--env=PGHOST={DB_ALIAS}",
         "--env=PGPORT=5432",

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from components.backup import (
+    BACKUP_USER,
     BACKUPS_MOUNT,
     LOGS_MOUNT,
+    SCRATCH,
     STATUS_FILE,
     health_command,
     schedule_command,
@@ -31,15 +33,10 @@ from components.config import BackupSettings
 from components.container import contract_labels
 from components.database import DB_ALIAS
 from components.jobs import JobSpec, docker_run_argv
-from components.launcher import (
-    LAUNCHER_PATH,
-    LAUNCHER_SOURCE,
-    SECRETS_DIR,
-    launcher_entrypoint,
-)
+from components.launcher import SECRETS_DIR, launcher_entrypoint
 from components.migration import pre_migration_backup_job
 from tests.pulumi_harness import in_fresh_loop, value_of
-from tests.support.docker import docker, upload
+from tests.support.docker import docker, hardened, write_files
 from tests.support.docker_env import DATABASE, ROWS, Env, endpoint, sql, start_database
 
 BACKEND_LOG = "LATEST_LOG.txt"
@@ -54,7 +51,9 @@ def run_backup_job(env: Env, backups: str, password: str) -> subprocess.Complete
 
     async def job() -> tuple[JobSpec, str]:
         database = endpoint(password)
-        spec = pre_migration_backup_job(env.stack_context(), database, env.images.backup)
+        spec = pre_migration_backup_job(
+            env.stack_context(), database, env.images.backup, BackupSettings()
+        )
         return spec, await value_of(database.password)
 
     spec, secret = in_fresh_loop(job)
@@ -176,23 +175,23 @@ def test_backup_job_with_a_wrong_password_fails_in_one_line_and_keeps_old_backup
 
 
 def create_with_secrets(
-    env: Env, scratch: Path, options: list[str], command: list[str], secrets: dict[str, str]
+    env: Env, options: list[str], command: list[str], secrets: dict[str, str]
 ) -> str:
-    """A container started through the launcher, its secrets uploaded as the provider does."""
+    """A container started through the launcher, its secrets in a files volume of its own,
+    written by the program's files step and mounted read-only."""
+    files = env.volume(f"files-{len(env.volumes)}")
+    write_files(env.stack, "backup", env.images.backup, files, secrets)
     entrypoint = launcher_entrypoint()
-    name = env.create(
+    return env.create(
         f"--network={env.network}",
         *[f"--env={k}={v}" for k, v in sorted(libpq_env().items())],
+        f"--volume={files}:{SECRETS_DIR}:ro",
         *options,
         f"--entrypoint={entrypoint[0]}",
         env.images.backup,
         *entrypoint[1:],
         *command,
     )
-    files = {LAUNCHER_PATH: (LAUNCHER_SOURCE.read_text(), 0o555)}
-    files |= {f"{SECRETS_DIR}/{k}": (v, 0o444) for k, v in secrets.items()}
-    upload(name, files, scratch)
-    return name
 
 
 def libpq_env() -> dict[str, str]:
@@ -206,14 +205,16 @@ def libpq_env() -> dict[str, str]:
 
 
 def write_backend_log(env: Env, logs: str, size: int) -> None:
-    """A log of whole lines owned by the backend's uid, readable by that uid only."""
+    """A log of whole lines as the backend leaves it: its uid's, group-writable in a directory
+    its group may write (its launcher's ASTATS_SHARED_DIR)."""
     script = (
         "import os, sys\n"
         "path, line, size, uid = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])\n"
         "with open(path, 'w') as f:\n"
         "    f.write(line * (size // len(line)))\n"
-        "os.chown(path, uid, uid)\n"
-        "os.chmod(path, 0o600)\n"
+        "for made, mode in ((os.path.dirname(path), 0o775), (path, 0o664)):\n"
+        "    os.chown(made, uid, uid)\n"
+        "    os.chmod(made, mode)\n"
     )
     result = subprocess.run(
         [
@@ -239,6 +240,18 @@ def write_backend_log(env: Env, logs: str, size: int) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def scheduler_options(settings: BackupSettings) -> list[str]:
+    """The scheduler's container options as components/backup.py and container.py set them:
+    the image's postgres user in the backend's group, read-only, no capability, its limits."""
+    return [
+        *hardened(BACKUP_USER, SCRATCH, settings.pids_limit),
+        f"--group-add={BACKEND_UID}",
+        f"--memory={settings.memory_mb}m",
+        f"--memory-swap={settings.memory_mb}m",
+        f"--cpus={settings.cpus:g}",
+    ]
+
+
 def read_status(container: str) -> dict[str, Any] | None:
     result = docker("exec", container, "cat", STATUS_FILE, check=False)
     if result.returncode != 0:
@@ -255,20 +268,14 @@ def test_scheduler_backs_up_rotates_the_backend_log_and_reports_healthy(
     settings = BackupSettings(interval_minutes=5, log_rotate_max_mb=1, log_rotate_keep=2)
     log_size = 3 * 1024 * 1024 // 2 // len(LOG_LINE) * len(LOG_LINE)
     write_backend_log(env, logs, log_size)
-    # The scheduler's container options as components/container.py sets them.
     options = [
-        "--user=0:0",
-        f"--memory={settings.memory_mb}m",
-        f"--memory-swap={settings.memory_mb}m",
-        f"--cpus={settings.cpus:g}",
-        "--security-opt=no-new-privileges:true",
+        *scheduler_options(settings),
         *[f"--label={k}={v}" for k, v in sorted(contract_labels(env.stack, "backup").items())],
         f"--volume={backups}:{BACKUPS_MOUNT}",
         f"--volume={logs}:{LOGS_MOUNT}",
     ]
     scheduler = create_with_secrets(
         env,
-        tmp_path,
         options,
         schedule_command(settings, BACKEND_LOG),
         {"PGPASSWORD": env.password},
@@ -297,9 +304,9 @@ def test_scheduler_backs_up_rotates_the_backend_log_and_reports_healthy(
         "exec", scheduler, "sh", "-c", f"cd {LOGS_MOUNT} && stat -c '%n %u %a %s' {BACKEND_LOG}*"
     ).stdout.splitlines()
     # The live log keeps its owner; the rotated copy keeps the log's mode (its owner is the
-    # scheduler's, root: see the report on rotated copies' ownership).
-    assert stat[0] == f"{BACKEND_LOG} {BACKEND_UID} 600 0"
-    assert stat[1].startswith(f"{BACKEND_LOG}.1 ") and stat[1].endswith(f" 600 {log_size}")
+    # scheduler's, postgres, who wrote it as a member of the backend's group).
+    assert stat[0] == f"{BACKEND_LOG} {BACKEND_UID} 664 0"
+    assert stat[1] == f"{BACKEND_LOG}.1 999 664 {log_size}"
     assert len(stat) == 2, stat
     assert env.password not in docker("inspect", scheduler).stdout
 
@@ -320,8 +327,7 @@ def test_restore_from_the_backup_image_brings_deleted_rows_back(env: Env, tmp_pa
 
     restorer = create_with_secrets(
         env,
-        tmp_path,
-        [f"--volume={backups}:{BACKUPS_MOUNT}", "--security-opt=no-new-privileges:true"],
+        [f"--volume={backups}:{BACKUPS_MOUNT}", *hardened(BACKUP_USER, SCRATCH)],
         ["python3", "-m", "astats_ops", "restore", path, "--yes"],
         {"PGPASSWORD": env.password},
     )
@@ -345,10 +351,8 @@ def test_backups_taken_by_the_scheduler_are_readable_by_the_image_user(
     backups, logs = env.volume("backups"), env.volume("logs")
     scheduler = create_with_secrets(
         env,
-        tmp_path,
         [
-            "--user=0:0",
-            "--security-opt=no-new-privileges:true",
+            *scheduler_options(BackupSettings()),
             f"--volume={backups}:{BACKUPS_MOUNT}",
             f"--volume={logs}:{LOGS_MOUNT}",
         ],

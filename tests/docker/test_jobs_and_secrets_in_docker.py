@@ -7,11 +7,11 @@ import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
+from components.container import Tmpfs
 from components.jobs import JobSpec, docker_run_argv
-from components.launcher import LAUNCHER_PATH, LAUNCHER_SOURCE
-from tests.support.docker import docker, upload, wait_for_log
+from components.launcher import SECRETS_DIR, launcher_entrypoint
+from tests.support.docker import docker, wait_for_log, write_files
 
 SECRET = "s3cr3t with spaces/$HOME'\""
 
@@ -28,7 +28,10 @@ def job(command: list[str]) -> JobSpec:
         command=command,
         memory_mb=64,
         secret_env="DATABASE_URL",
+        user="1000:1000",
+        pids_limit=32,
         envs={"PGHOST": "db"},
+        tmpfs=[Tmpfs("/tmp", 1)],
     )
 
 
@@ -41,6 +44,16 @@ def test_job_gets_its_secret_from_stdin_and_succeeds(shell_image: str, network: 
     result = run(job(["sh", "-c", 'echo "url=$DATABASE_URL host=$PGHOST"']), shell_image, network)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"url={SECRET} host=db"
+
+
+def test_a_job_runs_unprivileged_on_a_read_only_root_writing_only_its_tmpfs(
+    shell_image: str, network: str
+) -> None:
+    script = "id -u; echo x > /probe || echo refused; echo y > /tmp/probe && cat /tmp/probe"
+    result = run(job(["sh", "-c", script]), shell_image, network)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1000", "refused", "y"]
+    assert "Read-only file system" in result.stderr
 
 
 def test_failing_job_fails_with_its_own_status_and_output(shell_image: str, network: str) -> None:
@@ -74,49 +87,48 @@ def test_running_job_is_labelled_keeps_secret_out_of_its_config_and_cannot_run_t
     assert docker("inspect", name, check=False).returncode != 0
 
 
-def test_launcher_exports_uploaded_secret_files_not_visible_to_inspect(
-    shell_image: str, tmp_path: Path
-) -> None:
-    created = docker(
+def launched(image: str, volume: str, *command: str) -> str:
+    """A container of `image` through the program's launcher, read-only, its secrets in
+    `volume` mounted where the launcher reads them."""
+    entrypoint = launcher_entrypoint()
+    return docker(
         "create",
         "--user=1000:1000",
-        "--entrypoint=/bin/sh",
-        shell_image,
-        LAUNCHER_PATH,
-        "sh",
-        "-c",
-        'echo "$SECRET_KEY"',
+        "--read-only",
+        "--cap-drop=ALL",
+        f"--volume={volume}:{SECRETS_DIR}:ro",
+        f"--entrypoint={entrypoint[0]}",
+        image,
+        *entrypoint[1:],
+        *command,
     ).stdout.strip()
+
+
+def test_launcher_exports_the_secret_files_not_visible_to_inspect(shell_image: str) -> None:
+    volume = f"astats-test-files-{uuid.uuid4().hex[:8]}"
+    created = ""
     try:
-        # What the provider's `uploads` do: files copied in before the container starts.
-        upload(
-            created,
-            {
-                LAUNCHER_PATH: (LAUNCHER_SOURCE.read_text(), 0o555),
-                "/run/secrets/SECRET_KEY": (SECRET, 0o444),
-            },
-            tmp_path,
-        )
+        # What the program's files step does before the container starts.
+        write_files("test", "backend", shell_image, volume, {"SECRET_KEY": SECRET})
+        created = launched(shell_image, volume, "sh", "-c", 'echo "$SECRET_KEY"')
         docker("start", "--attach", created)
         logs = docker("logs", created)
         inspected = docker("inspect", created).stdout
     finally:
         docker("rm", "-f", created, check=False)
+        docker("volume", "rm", "-f", volume, check=False)
     assert logs.stdout.strip() == SECRET
     assert SECRET not in inspected
 
 
-def test_a_stop_reaches_the_service_behind_the_launcher_at_once(
-    shell_image: str, tmp_path: Path
-) -> None:
+def test_a_stop_reaches_the_service_behind_the_launcher_at_once(shell_image: str) -> None:
     service = (
         'trap "echo service-stopped; exit 0" TERM; echo service-started; while :; do sleep 1; done'
     )
-    created = docker(
-        "create", "--entrypoint=/bin/sh", shell_image, LAUNCHER_PATH, "sh", "-c", service
-    ).stdout.strip()
+    volume = f"astats-test-files-{uuid.uuid4().hex[:8]}"
+    docker("volume", "create", volume)
+    created = launched(shell_image, volume, "sh", "-c", service)
     try:
-        upload(created, {LAUNCHER_PATH: (LAUNCHER_SOURCE.read_text(), 0o555)}, tmp_path)
         docker("start", created)
         wait_for_log(created, "service-started")
         # The launcher has exec'd the service: PID 1 is the service, and Docker's SIGTERM
@@ -126,5 +138,6 @@ def test_a_stop_reaches_the_service_behind_the_launcher_at_once(
         logs = docker("logs", created)
     finally:
         docker("rm", "-f", created, check=False)
+        docker("volume", "rm", "-f", volume, check=False)
     assert state["ExitCode"] == 0
     assert "service-stopped" in logs.stdout

@@ -37,11 +37,27 @@ def options_of(resource: Registered) -> astats_rules.Options:
     )
 
 
+def as_stack_resource(resource: Registered) -> astats_rules.Resource:
+    return astats_rules.Resource(
+        type=resource.type,
+        urn=resource.urn,
+        name=resource.name,
+        props=resource.inputs,
+        dependencies=tuple(resource.dependencies),
+    )
+
+
 def hits(resources: Iterable[Registered]) -> set[Hit]:
+    """What each rule finds, the stack rules' included, by rule and resource name."""
     found = set()
-    for resource in resources:
+    registered = list(resources)
+    for resource in registered:
         broken = astats_rules.violations(resource.type, resource.inputs, options_of(resource))
         found |= {(rule, resource.name) for rule in broken}
+    by_urn = {r.urn: r.name for r in registered}
+    stack = astats_rules.stack_violations([as_stack_resource(r) for r in registered])
+    for rule, problems in stack.items():
+        found |= {(rule, by_urn[urn]) for urn, _ in problems}
     return found
 
 

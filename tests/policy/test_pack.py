@@ -84,6 +84,24 @@ def analyze(analyzer: Any, resource: Registered, wire: dict[str, Any] | None = N
     return list(analyzer.Analyze(request, None).diagnostics)
 
 
+def analyze_stack(analyzer: Any, graph: Graph) -> list[Any]:
+    """What the engine asks once every resource is known: the stack policies' turn."""
+    request = analyzer_pb2.AnalyzeStackRequest(
+        resources=[
+            analyzer_pb2.AnalyzerResource(
+                type=r.type,
+                urn=r.urn,
+                name=r.name,
+                properties=json_format.ParseDict(r.wire, struct_pb2.Struct()),
+                dependencies=r.dependencies,
+            )
+            for r in graph.resources
+            if r.custom
+        ]
+    )
+    return list(analyzer.AnalyzeStack(request, None).diagnostics)
+
+
 def analyze_graph(analyzer: Any, graph: Graph) -> list[tuple[str, str, int]]:
     found = []
     for resource in graph.resources:
@@ -98,8 +116,10 @@ def analyze_graph(analyzer: Any, graph: Graph) -> list[tuple[str, str, int]]:
 def test_the_pack_registers_every_rule_as_mandatory(analyzer: Any) -> None:
     info = analyzer.GetAnalyzerInfo(None, None)
     assert info.name == "astats-operators"
+    rules = [rule.name for rule in astats_rules.RULES]
+    rules += [rule.name for rule in astats_rules.STACK_RULES]
     assert [(p.name, p.enforcementLevel) for p in info.policies] == [
-        (rule.name, MANDATORY) for rule in astats_rules.RULES
+        (name, MANDATORY) for name in rules
     ]
 
 
@@ -148,3 +168,27 @@ def test_a_value_unknown_in_preview_neither_fails_nor_silences_the_rules(
     wire = {**backend.wire, "envs": [UNKNOWN_STRING], "memory": 0}
     diagnostics = analyze(analyzer, backend, wire)
     assert [d.policyName for d in diagnostics] == ["container-memory-limit"]
+
+
+def test_every_container_of_both_stacks_has_its_pids_limit(
+    analyzer: Any, dev_graph: Graph, prod_graph: Graph
+) -> None:
+    assert analyze_stack(analyzer, dev_graph) == []
+    assert analyze_stack(analyzer, prod_graph) == []
+
+
+def test_a_container_left_without_a_pids_limit_stops_the_rollout(analyzer: Any, dev: Graph) -> None:
+    nginx = dev.containers()["nginx"]
+    dev.resources = [r for r in dev.resources if r.name != "nginx-pids-limit"]
+    [diagnostic] = analyze_stack(analyzer, dev)
+    assert (diagnostic.policyName, diagnostic.urn) == ("container-pids-limit", nginx.urn)
+    assert diagnostic.enforcementLevel == MANDATORY
+    assert "the nginx container" in diagnostic.message and "no PIDs limit" in diagnostic.message
+
+
+def test_a_writable_root_reaches_the_policy_named(analyzer: Any, dev: Graph) -> None:
+    db = dev.containers()["db"]
+    wire = {**db.wire, "readOnly": False}
+    [diagnostic] = analyze(analyzer, db, wire)
+    assert diagnostic.policyName == "container-read-only-root"
+    assert "the db container has a writable root file system" in diagnostic.message

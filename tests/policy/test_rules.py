@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from policy import astats_rules
-from tests.policy.conftest import POLICY_DIR, PROD_SECRETS, hits, stack_config
+from tests.policy.conftest import (
+    POLICY_DIR,
+    PROD_SECRETS,
+    as_stack_resource,
+    hits,
+    options_of,
+    stack_config,
+)
 from tests.pulumi_harness import Graph, dev_config, evaluate
 
 ADVISORY_IN_DEV = {("data-volume-protected", "pgdata")}
@@ -38,7 +45,9 @@ def test_dev_stack_passes_every_rule_except_the_one_it_runs_as_advisory(
 def test_rules_see_every_container_and_the_data_volume(dev_graph: Graph) -> None:
     assert set(dev_graph.containers()) == {"db", "backend", "frontend", "nginx", "backup"}
     volumes = dev_graph.of_type(astats_rules.VOLUME)
-    assert [v.name for v in volumes if astats_rules.is_database(v.inputs)] == ["pgdata"]
+    data = [v for v in volumes if astats_rules.is_database(v.inputs)]
+    assert [v.name for v in data] == ["pgdata", "db-files"]
+    assert astats_rules.FILES_LABEL in astats_rules.labels_of(data[1].inputs), "no data in it"
 
 
 def test_a_container_without_log_rotation_breaks_log_rotation(dev: Graph, dev_graph: Graph) -> None:
@@ -146,6 +155,87 @@ def test_file_references_empty_values_and_plain_settings_pass(env: str) -> None:
     assert astats_rules.check_plaintext_secret_env(props, astats_rules.Options()) == []
 
 
+def messages(broken: Graph, rule: str, service: str) -> list[str]:
+    """What `rule` says about the `service` container of `broken`."""
+    resource = broken.containers()[service]
+    if rule in {r.name for r in astats_rules.RULES}:
+        found = astats_rules.violations(resource.type, resource.inputs, options_of(resource))
+        return found.get(rule, [])
+    stack = astats_rules.stack_violations([as_stack_resource(r) for r in broken.resources])
+    return [message for urn, message in stack.get(rule, []) if urn == resource.urn]
+
+
+def test_a_writable_root_file_system_breaks_read_only_root(dev: Graph, dev_graph: Graph) -> None:
+    del container(dev, "nginx")["readOnly"]
+    container(dev, "db")["readOnly"] = False
+    assert new_hits(dev, dev_graph) == {
+        ("container-read-only-root", "nginx"),
+        ("container-read-only-root", "db"),
+    }
+    [message] = messages(dev, "container-read-only-root", "nginx")
+    assert message.startswith("the nginx container has a writable root file system")
+    assert "read_only" in message
+
+
+def test_default_capabilities_break_capabilities_dropped(dev: Graph, dev_graph: Graph) -> None:
+    del container(dev, "backend")["capabilities"]
+    container(dev, "backup")["capabilities"] = {"drops": ["NET_RAW"], "adds": ["CHOWN"]}
+    assert new_hits(dev, dev_graph) == {
+        ("container-capabilities-dropped", "backend"),
+        ("container-capabilities-dropped", "scheduler"),
+    }
+    [message] = messages(dev, "container-capabilities-dropped", "backup")
+    assert message.startswith("the backup container keeps Docker's default capabilities")
+    assert "capabilities.drops lacks ALL" in message
+
+
+@pytest.mark.parametrize("user", [None, "root", "0", "0:0", "root:astats"])
+def test_root_or_no_user_breaks_non_root_user(dev: Graph, dev_graph: Graph, user: str) -> None:
+    frontend = container(dev, "frontend")
+    if user is None:
+        del frontend["user"]
+    else:
+        frontend["user"] = user
+    assert new_hits(dev, dev_graph) == {("container-non-root-user", "frontend")}
+    [message] = messages(dev, "container-non-root-user", "frontend")
+    assert message.startswith("the frontend container runs as root")
+
+
+def test_a_container_without_its_pids_limit_step_breaks_pids_limit(
+    dev: Graph, dev_graph: Graph
+) -> None:
+    backend = dev.containers()["backend"]
+    dev.resources = [r for r in dev.resources if r.name != "backend-pids-limit"]
+    assert new_hits(dev, dev_graph) == {("container-pids-limit", "backend")}
+    [message] = messages(dev, "container-pids-limit", "backend")
+    assert message.startswith(f"the backend container ({backend.name}) has no PIDs limit")
+    assert "astats:<service>.pidsLimit" in message
+
+
+@pytest.mark.parametrize("limit", ["0", "", "none"])
+def test_a_pids_limit_step_without_a_positive_limit_breaks_pids_limit(
+    dev: Graph, dev_graph: Graph, limit: str
+) -> None:
+    step = dev.named("db-pids-limit")
+    step.inputs["environment"]["PIDS_LIMIT"] = limit
+    assert new_hits(dev, dev_graph) == {("container-pids-limit", "db")}
+
+
+def test_a_pids_limit_step_must_follow_its_container(dev: Graph, dev_graph: Graph) -> None:
+    step = dev.named("frontend-pids-limit")
+    step.dependencies = []
+    assert new_hits(dev, dev_graph) == {("container-pids-limit", "frontend")}
+
+
+def test_each_pids_limit_comes_from_its_services_setting() -> None:
+    settings = dev_config()
+    for service in ("database", "backend", "frontend", "nginx", "backup"):
+        settings[service] = {**settings[service], "pidsLimit": 777}
+    graph = evaluate(settings)
+    assert {graph.pids_limit(c) for c in graph.containers().values()} == {777}
+    assert hits(graph.resources) == ADVISORY_IN_DEV
+
+
 def test_values_unknown_in_a_preview_are_never_reported() -> None:
     unknown = astats_rules.UNKNOWN
     props = {
@@ -156,8 +246,20 @@ def test_values_unknown_in_a_preview_are_never_reported() -> None:
         "healthcheck": unknown,
         "wait": unknown,
         "waitTimeout": unknown,
+        "readOnly": unknown,
+        "capabilities": unknown,
+        "user": unknown,
     }
     assert astats_rules.violations(astats_rules.CONTAINER, props, astats_rules.Options()) == {}
+    container = astats_rules.Resource(astats_rules.CONTAINER, "urn:c", "c", {})
+    step = astats_rules.Resource(
+        astats_rules.COMMAND,
+        "urn:s",
+        "s",
+        {"create": "docker update --pids-limit=...", "environment": {"PIDS_LIMIT": unknown}},
+        ("urn:c",),
+    )
+    assert astats_rules.stack_violations([container, step]) == {}
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from components.database import pg_isready_test
 from components.frontend import node_health_test
 from components.jobs import SECRET_FROM_STDIN
 from components.launcher import LAUNCHER_SOURCE
-from components.nginx import nginx_health_test
+from components.nginx import LISTEN_PORT, nginx_health_test
 from tests.proxy.harness import free_port, run_backend, run_frontend_stand_in, run_nginx
 from tests.support.ci import unavailable
 from tests.support.http_status import StatusHandler
@@ -190,8 +190,8 @@ def test_nginx_healthcheck_with_real_curl_and_nginx() -> None:
             Upstreams(backend=f"127.0.0.1:{free_port()}", frontend=f"127.0.0.1:{frontend}"),
         ) as nginx,
     ):
-        # The container listens on port 80; here nginx has a free port instead.
-        url = test[-1].replace("127.0.0.1:80/", f"127.0.0.1:{nginx.port}/")
+        # The container listens on LISTEN_PORT; here nginx has a free port instead.
+        url = test[-1].replace(f"127.0.0.1:{LISTEN_PORT}/", f"127.0.0.1:{nginx.port}/")
         assert subprocess.run([curl, *test[2:-1], url], check=False).returncode == 0
         broken = url.replace("/healthz", "/api/backend-is-down")
         assert subprocess.run([curl, *test[2:-1], broken], check=False).returncode != 0

@@ -10,12 +10,15 @@ import pytest
 from components.config import ConfigError
 from tests.pulumi_harness import DEV_SECRETS, Graph, dev_config, evaluate
 
-WEBHOOK_FILE = "/run/secrets/ASTATS_ALERT_WEBHOOK_URL"
+WEBHOOK_FILE = "ASTATS_ALERT_WEBHOOK_URL"
+
+
+def scheduler_graph(settings: dict[str, Any], secrets: dict[str, str] | None = None) -> Graph:
+    return evaluate(settings, DEV_SECRETS | (secrets or {}))
 
 
 def scheduler(settings: dict[str, Any], secrets: dict[str, str] | None = None) -> Any:
-    graph: Graph = evaluate(settings, DEV_SECRETS | (secrets or {}))
-    return graph.containers()["backup"]
+    return scheduler_graph(settings, secrets).containers()["backup"]
 
 
 def with_backup(**backup: Any) -> dict[str, Any]:
@@ -33,18 +36,19 @@ def test_drills_run_after_each_backup_unless_spaced_or_turned_off() -> None:
 
 def test_a_plain_webhook_reaches_the_scheduler_as_a_secret_file_and_may_leave_the_host() -> None:
     url = "https://alerts.example.org/hooks/astats"
-    container = scheduler(with_backup(alerts={"webhookUrl": url}))
-    upload = next(u for u in container.inputs["uploads"] if u["file"] == WEBHOOK_FILE)
-    assert upload["content"] == url
-    wire = next(u for u in container.wire["uploads"] if u["file"] == WEBHOOK_FILE)
-    assert "4dabf18193072939515e22adb298388d" in wire["content"], "the content is a secret"
+    graph = scheduler_graph(with_backup(alerts={"webhookUrl": url}))
+    container = graph.containers()["backup"]
+    assert graph.files(container)[WEBHOOK_FILE] == url
+    wire = graph.files_step(container).wire["stdin"]
+    assert "4dabf18193072939515e22adb298388d" in json.dumps(wire), "the content is a secret"
     assert not any(url in env for env in container.inputs.get("envs", []))
     assert len(container.inputs["networksAdvanced"]) == 2, "data network plus the edge"
 
 
 def test_without_alerts_or_offsite_the_scheduler_stays_on_the_internal_network() -> None:
-    container = scheduler(dev_config())
-    assert not any(u["file"] == WEBHOOK_FILE for u in container.inputs["uploads"])
+    graph = scheduler_graph(dev_config())
+    container = graph.containers()["backup"]
+    assert WEBHOOK_FILE not in graph.files(container)
     assert len(container.inputs["networksAdvanced"]) == 1
 
 
@@ -57,9 +61,9 @@ def test_a_webhook_with_a_token_goes_in_the_secret() -> None:
     assert "pulumi config set --secret astats:backupAlertWebhookUrl" in message
     assert "Sentinel-TOKEN-77" not in message
 
-    container = scheduler(dev_config(), {"backupAlertWebhookUrl": token_url})
-    upload = next(u for u in container.inputs["uploads"] if u["file"] == WEBHOOK_FILE)
-    assert upload["content"] == token_url
+    graph = scheduler_graph(dev_config(), {"backupAlertWebhookUrl": token_url})
+    container = graph.containers()["backup"]
+    assert graph.files(container)[WEBHOOK_FILE] == token_url
     everything_else = json.dumps([container.inputs.get("envs"), container.inputs["command"]])
     assert "Sentinel-TOKEN-77" not in everything_else
 

@@ -51,9 +51,7 @@ CASES = {
 def shipped_nginx_conf(case: str) -> str:
     stack, settings = CASES[case]
     graph = evaluate(settings, DEV_SECRETS | OFFSITE_SECRETS, stack=stack)
-    uploads = graph.containers()["nginx"].inputs["uploads"]
-    content: str = next(u for u in uploads if u["file"] == "/etc/nginx/nginx.conf")["content"]
-    return content
+    return graph.files(graph.containers()["nginx"])["nginx.conf"]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -71,7 +71,7 @@ def test_pre_migration_backup_command_parses() -> None:
         database = DatabaseEndpoint(
             host="db", name=settings.name, user=settings.user, password=pulumi.Output.secret("pw")
         )
-        return pre_migration_backup_job(stack, database, "img")
+        return pre_migration_backup_job(stack, database, "img", BackupSettings())
 
     backup = in_fresh_loop(job)
     assert str(vars(parse(list(backup.command)))["dest"]) == "/backups"

@@ -20,7 +20,8 @@ def test_the_frontend_names_its_server_because_the_launcher_entrypoint_drops_the
     graph: Graph,
 ) -> None:
     frontend = graph.named("frontend", CONTAINER).inputs
-    assert frontend["entrypoints"][:2] == ["/bin/sh", "/run/astats/launch"]
+    assert frontend["entrypoints"][:2] == ["/bin/sh", "-c"]
+    assert frontend["entrypoints"][3:] == ["launch"]
     assert frontend["command"] == ["node", "server.js"]
 
 

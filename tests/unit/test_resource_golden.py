@@ -11,6 +11,7 @@ to review; regenerate with `ASTATS_WRITE_GOLDEN=1 pytest tests/unit/test_resourc
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ EVERY_SECRET = DEV_SECRETS | {
     "backupS3SecretAccessKey": "golden",
     "backupAlertWebhookUrl": "https://hooks.example.org/golden?token=t",
 }
-NGINX_CONF = "/etc/nginx/nginx.conf"
+NGINX_FILES_STEP = "nginx-write-files"
 
 
 def stack_settings(stack: str) -> dict[str, Any]:
@@ -64,13 +65,14 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def _pinned_elsewhere(inputs: dict[str, Any], stack: str) -> dict[str, Any]:
+def _pinned_elsewhere(name: str, inputs: dict[str, Any], stack: str) -> dict[str, Any]:
     """nginx.conf's text is reviewed in golden/nginx.<stack>.conf; refer to it rather than
-    copy it, so a deliberate change to the renderer is reviewed in one place."""
+    copy it (in base64, on the stdin of the step that writes it), so a deliberate change to the
+    renderer is reviewed in one place."""
     nginx_golden = GOLDEN / f"nginx.{stack}.conf"
-    for upload in inputs.get("uploads", []):
-        if upload.get("file") == NGINX_CONF and upload.get("content") == nginx_golden.read_text():
-            upload["content"] = f"<golden/{nginx_golden.name}>"
+    shipped = f"nginx.conf {base64.b64encode(nginx_golden.read_bytes()).decode()}\n"
+    if name == NGINX_FILES_STEP and inputs.get("stdin") == shipped:
+        inputs["stdin"] = f"nginx.conf <golden/{nginx_golden.name}>\n"
     return inputs
 
 
@@ -87,7 +89,7 @@ def resource_record(graph: Graph, stack: str) -> list[dict[str, Any]]:
             "replaceOnChanges": sorted(r.replace_on_changes),
             "retainOnDelete": r.retain_on_delete,
             "protect": r.protect,
-            "inputs": _pinned_elsewhere(_masked(r.wire), stack),
+            "inputs": _pinned_elsewhere(r.name, _masked(r.wire), stack),
         }
         for r in sorted(graph.resources, key=lambda r: r.urn)
     ]

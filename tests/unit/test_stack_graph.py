@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from components.container import WAIT_MARGIN_S
+from components.launcher import LAUNCHER_SOURCE
 from tests.pulumi_harness import DEV_SECRETS, Graph, Registered, dev_config, evaluate
 
 SERVICES = {"db", "backend", "frontend", "nginx", "backup"}
@@ -77,8 +78,13 @@ def test_database_password_arrives_as_a_file_not_in_the_environment(graph: Graph
     envs = dict(e.split("=", 1) for e in db.inputs["envs"])
     assert envs["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
     assert "POSTGRES_PASSWORD" not in envs
-    upload = next(u for u in db.inputs["uploads"] if u["file"] == "/run/secrets/db_password")
-    assert upload["content"] == DEV_SECRETS["dbPassword"]
+    assert graph.files(db) == {"db_password": DEV_SECRETS["dbPassword"]}
+    mounts = {v["containerPath"]: v for v in db.inputs["volumes"]}
+    assert mounts["/run/secrets"] == {
+        "volumeName": "astats-dev-db-files",
+        "containerPath": "/run/secrets",
+        "readOnly": True,
+    }
 
 
 def test_data_volumes_survive_destroy(graph: Graph) -> None:
@@ -234,10 +240,10 @@ def test_secrets_never_appear_unwrapped_in_any_resource_input() -> None:
         for h in _plaintext_hits(r.wire, set(secrets.values()))
     ]
     assert hits == []
-    # ...and they did reach the resources that need them, wrapped.
-    everything = json.dumps([r.inputs for r in g.resources])
+    # ...and they did reach the containers that need them, as files, wrapped.
+    delivered = json.dumps([g.files(c) for c in g.containers().values() if c.name != "frontend"])
     for value in secrets.values():
-        assert value in everything
+        assert value in delivered
 
 
 def test_secrets_never_reach_a_container_environment() -> None:
@@ -253,9 +259,7 @@ def test_backend_workers_follow_the_cpu_limit(graph: Graph) -> None:
 
 
 def nginx_conf(g: Graph) -> str:
-    uploads = g.containers()["nginx"].inputs["uploads"]
-    content: str = next(u for u in uploads if u["file"] == "/etc/nginx/nginx.conf")["content"]
-    return content
+    return g.files(g.containers()["nginx"])["nginx.conf"]
 
 
 def test_nginx_runs_the_rendered_config(graph: Graph) -> None:
@@ -298,4 +302,9 @@ def test_a_new_web_container_gets_traffic_only_after_it_is_healthy(
     # Traffic has left a container before it is stopped: no drain is held back.
     envs = dict(e.split("=", 1) for e in container.inputs.get("envs", []))
     assert "ASTATS_DRAIN_SECONDS" not in envs
-    assert container.inputs["entrypoints"] == ["/bin/sh", "/run/astats/launch"]
+    assert container.inputs["entrypoints"] == [
+        "/bin/sh",
+        "-c",
+        LAUNCHER_SOURCE.read_text(),
+        "launch",
+    ]
