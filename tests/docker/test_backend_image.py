@@ -109,7 +109,7 @@ def deployment(
 
 
 def url_for(password: str) -> str:
-    """The DATABASE_URL the program sends the migration and uploads for the backend."""
+    """The DATABASE_URL the program sends the migration and writes into the backend's files."""
 
     async def make() -> str:
         return await value_of(endpoint(password).url())

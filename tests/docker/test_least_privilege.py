@@ -27,6 +27,7 @@ import pytest
 
 from components.backend import LOG_FILE
 from components.backup import BACKUPS_MOUNT, LOGS_MOUNT, STATUS_FILE
+from components.switch import UPSTREAM_DIR
 from tests.docker.images import FRONTEND_CHUNK
 from tests.proxy.harness import free_port
 from tests.pulumi_harness import Graph, dev_config, evaluate
@@ -206,10 +207,28 @@ def test_the_upstream_files_belong_to_nginx_and_a_switch_reloads_it(
     stack: DockerStack, graph: Graph
 ) -> None:
     nginx = stack.containers["nginx"]
-    owners = in_container(nginx, "stat -c '%u:%g %n' /etc/nginx/astats-upstreams/*")
+    listing = f"stat -c '%u:%g %n' {UPSTREAM_DIR} {UPSTREAM_DIR}/*"
+    owners = in_container(nginx, listing)
     assert owners.returncode == 0, owners.stderr
     assert all(line.startswith("101:101 ") for line in owners.stdout.splitlines()), owners.stdout
     # A rollout's switch runs into the running nginx, as nginx's user, and reloads it.
+    assert "serving" in switch_backend(stack, graph)
+    assert httpx.get(url(graph, "/api/db"), timeout=10).status_code == 200
+    # Files an nginx of before wrote as root are handed to nginx's user by the next switch.
+    volume = graph.containers()["nginx"].inputs["volumes"]
+    upstreams = next(v["volumeName"] for v in volume if v["containerPath"] == UPSTREAM_DIR)
+    docker(
+        "run", "--rm", f"--volume={upstreams}:/u", stack.images["nginx"], "chown", "-R", "0:0", "/u"
+    )
+    assert in_container(nginx, f"test -w {UPSTREAM_DIR}").returncode != 0
+    assert "serving" in switch_backend(stack, graph)
+    handed = in_container(nginx, listing).stdout.splitlines()
+    assert all(line.startswith("101:101 ") for line in handed), handed
+    assert httpx.get(url(graph, "/api/db"), timeout=10).status_code == 200
+
+
+def switch_backend(stack: DockerStack, graph: Graph) -> str:
+    """The backend's switch step, run again as a rollout runs it; what it printed."""
     switch = graph.named("backend-switch").inputs
     again = subprocess.run(
         ["/bin/sh", "-c", _with_images(stack, switch["create"])],
@@ -220,7 +239,7 @@ def test_the_upstream_files_belong_to_nginx_and_a_switch_reloads_it(
     )
     assert again.returncode == 0, again.stderr
     assert "switch-upstream: backend: serving" in again.stdout
-    assert httpx.get(url(graph, "/api/db"), timeout=10).status_code == 200
+    return again.stdout
 
 
 def _with_images(stack: DockerStack, text: str) -> str:
