@@ -25,6 +25,7 @@ SERVER_USER = "postgres"
 # Where the server and the entrypoint write outside PGDATA: the socket and its lock file, and
 # the entrypoint's and psql's scratch files.
 SCRATCH = (Tmpfs("/var/run/postgresql", 1), Tmpfs("/tmp", 16))
+PSQL_HISTORY = "/tmp/.psql_history"
 
 
 def pg_isready_test(settings: DatabaseSettings) -> list[str]:
@@ -63,6 +64,9 @@ class Database(Service):
                 "POSTGRES_USER": settings.user,
                 "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
                 "PGDATA": PGDATA,
+                # An operator's psql (astats psql) keeps its history on the tmpfs, not in
+                # the read-only home directory.
+                "PSQL_HISTORY": PSQL_HISTORY,
             },
             files=Files(SECRETS_DIR, {"db_password": pulumi.Output.secret(inputs.password)}),
             mounts=[Mount(inputs.stack.volumes.pgdata, PGDATA)],
