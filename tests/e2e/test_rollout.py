@@ -117,6 +117,8 @@ def test_a_second_up_and_a_preview_change_nothing(deployment: Deployment) -> Non
     assert changed == {}
     preview = deployment.project.preview("--expect-no-changes", "--diff", check=False)
     assert preview.returncode == 0, preview.output
+    # A clean preview is quiet, so a real warning stands out (builds name their platform).
+    assert "warning" not in preview.output.lower(), preview.output
 
 
 def api_db(deployment: Deployment) -> dict[str, object]:
