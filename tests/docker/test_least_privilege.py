@@ -173,9 +173,9 @@ def test_a_fork_loop_stops_at_the_pids_limit_and_the_service_keeps_serving(
         assert loop.stdout.readline() == "holding\n"
         assert why == "Resource temporarily unavailable", (made, why)
         assert 0 < int(made) < limit
-        # The container's processes and threads together, now that the loop ran into the limit
-        # (a few may have ended since: a health check, the exec's own helpers).
-        assert limit - 16 <= tasks_in(name) <= limit
+        # The container's processes and threads together never pass the limit (how far below it
+        # they are depends on what ended since: health checks, the exec's own helpers).
+        assert tasks_in(name) <= limit
         if service in ("backend", "frontend", "nginx"):
             # Serving takes no new process: nginx and the apps answer through the limit.
             page = httpx.get(url(graph, "/" if service != "backend" else "/health"), timeout=10)
@@ -275,8 +275,13 @@ def test_a_restore_in_the_scheduler_brings_the_backup_back(
     scheduler through its launcher (its secrets), then the backend started again: from its
     read-only image, its tmpfs fresh, its PIDs limit kept."""
     scheduler, backend = stack.containers["backup"], stack.containers["backend"]
-    latest = scheduler_status(stack)["last_backup"]
     launcher = graph.containers()["backup"].inputs["entrypoints"]
+    # A backup taken now, of the migrated schema: the scheduler's first one may predate the
+    # migration, and restoring it would rightly leave the backend without its tables.
+    taken = docker(
+        "exec", scheduler, *launcher, "python3", "-m", "astats_ops", "backup", "--dest", "/backups"
+    )
+    latest = taken.stdout.strip().splitlines()[-1]
     ops = ["python3", "-m", "astats_ops", "restore", latest, "--yes"]
     docker("stop", backend)
     try:
