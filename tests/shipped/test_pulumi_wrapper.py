@@ -11,20 +11,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from tests.shipped.checkout import REPO, Machine, git, make_origin
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Path:
-    return make_origin(tmp_path)
-
-
-@pytest.fixture
-def machine(origin: Path, tmp_path: Path) -> Machine:
-    return Machine.clone(origin, tmp_path / "one")
+from tests.shipped.checkout import REPO, Machine, git
 
 
 def machine_part(machine: Machine, stack: str = "dev") -> dict[str, Any]:

@@ -11,17 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.shipped.checkout import Machine, make_origin
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Path:
-    return make_origin(tmp_path)
-
-
-@pytest.fixture
-def machine(origin: Path, tmp_path: Path) -> Machine:
-    return Machine.clone(origin, tmp_path / "one")
+from tests.shipped.checkout import Machine
 
 
 def test_dev_gets_local_state_a_private_passphrase_and_generated_secrets(
