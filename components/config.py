@@ -12,7 +12,7 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import pulumi
@@ -38,10 +38,16 @@ SECRET_KEYS: dict[str, str] = {
     "backupS3AccessKeyId": "the access key id for offsite backups",
     "backupS3SecretAccessKey": "the secret access key for offsite backups",
     "backupAlertWebhookUrl": "the backup alert webhook, for a URL that carries a token",
+    "tlsCertificate": "the TLS certificate chain (PEM) nginx serves when tls.mode is files",
+    "tlsPrivateKey": "the TLS certificate's private key (PEM) when tls.mode is files",
 }
 REQUIRED_SECRETS = ("dbPassword", "secretKey")
 OFFSITE_SECRETS = ("backupS3AccessKeyId", "backupS3SecretAccessKey")
 ALERT_SECRET = "backupAlertWebhookUrl"
+TLS_FILE_SECRETS = ("tlsCertificate", "tlsPrivateKey")
+
+LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 # Locations nginx serves itself: an API prefix equal to one would be a duplicate location,
 # which nginx refuses.
@@ -389,6 +395,139 @@ class BackupSettings(Settings):
     alerts: AlertSettings = AlertSettings()
 
 
+def _domain(name: str) -> str:
+    if name.startswith("*."):
+        raise ValueError(
+            "is a wildcard; HTTP-01 (how certificates are obtained here) cannot validate one: "
+            "list each host name instead"
+        )
+    labels = name.split(".")
+    label = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+    if len(name) > 253 or len(labels) < 2 or not all(label.match(part) for part in labels):
+        raise ValueError("is not a fully qualified host name in lower case (www.example.org)")
+    if re.fullmatch(r"[0-9.]+", name):
+        raise ValueError("is an IP address; certificates here are for host names")
+    return name
+
+
+Domain = Annotated[str, AfterValidator(_domain)]
+
+
+class HstsSettings(Settings):
+    """Strict-Transport-Security, sent over HTTPS only."""
+
+    enabled: bool = Field(True, description="Send HSTS while TLS is on.")
+    max_age_s: int = Field(
+        63_072_000, ge=0, le=63_072_000, description="How long browsers insist on HTTPS (2 y)."
+    )
+    include_subdomains: bool = Field(False, description="Cover every subdomain too.")
+    preload: bool = Field(False, description="Ask to be preloaded into browsers (hard to undo).")
+
+    @model_validator(mode="after")
+    def _preload_rules(self) -> HstsSettings:
+        if self.preload and (not self.include_subdomains or self.max_age_s < 31_536_000):
+            raise _conflict(
+                "{preload} needs {subdomains} true and {age} of at least 31536000 (one year); "
+                "fix: pulumi config set --path '{subdomains}' true",
+                {"preload": "preload", "subdomains": "includeSubdomains", "age": "maxAgeS"},
+            )
+        return self
+
+
+class AcmeSettings(Settings):
+    """Certificates from an ACME CA (Let's Encrypt by default), HTTP-01 through nginx."""
+
+    email: str | None = Field(
+        None,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Contact address the CA warns before expiry (needed for acme).",
+    )
+    directory_url: str | None = Field(
+        None, description="ACME directory; default Let's Encrypt's (staging: see staging)."
+    )
+    staging: bool = Field(
+        False, description="Use Let's Encrypt's staging directory (untrusted test certificates)."
+    )
+    directory_ca: str | None = Field(
+        None,
+        description="PEM of a CA to trust for a private ACME directory (not for Let's Encrypt).",
+    )
+    renew_before_days: int = Field(
+        30, ge=1, le=60, description="Renew when the certificate has fewer days left."
+    )
+    check_interval_minutes: int = Field(
+        720, ge=1, le=10_080, description="Minutes between renewal checks."
+    )
+    retry_min_s: int = Field(
+        600, ge=5, le=86_400, description="First wait after a failed attempt; doubles each time."
+    )
+    retry_max_s: int = Field(
+        21_600, ge=60, le=604_800, description="Longest wait between failed attempts."
+    )
+    image: str = Field(
+        "debian:bookworm-slim", description="Base image the ACME client's image is built on."
+    )
+    memory_mb: MemoryMb = 128
+    cpus: Cpus = 0.25
+    pids_limit: PidsLimit = 64
+
+    @field_validator("directory_url")
+    @classmethod
+    def _https_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+            raise ValueError("must be an https:// URL without credentials")
+        return url
+
+    @field_validator("directory_ca")
+    @classmethod
+    def _pem(cls, pem: str | None) -> str | None:
+        if pem is not None and "-----BEGIN CERTIFICATE-----" not in pem:
+            raise ValueError("is not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        return pem
+
+    @model_validator(mode="after")
+    def _one_directory(self) -> AcmeSettings:
+        if self.staging and self.directory_url is not None:
+            raise _conflict(
+                "{staging} and {url} are both set; keep one: "
+                "pulumi config rm --path '{url}'",
+                {"staging": "staging", "url": "directoryUrl"},
+            )
+        if self.retry_max_s < self.retry_min_s:
+            raise _conflict(
+                "{high} is below {low}; fix: pulumi config set --path '{high}' <seconds>",
+                {"high": "retryMaxS", "low": "retryMinS"},
+            )
+        return self
+
+    @property
+    def directory(self) -> str:
+        if self.directory_url is not None:
+            return self.directory_url
+        return LETSENCRYPT_STAGING_DIRECTORY if self.staging else LETSENCRYPT_DIRECTORY
+
+
+class TlsSettings(Settings):
+    """HTTPS at nginx: `off`, certificates by `acme`, or the operator's own `files`."""
+
+    mode: Literal["off", "acme", "files"] = Field(
+        "off", description="off (plain HTTP), acme (automatic certificates) or files (your own)."
+    )
+    https_port: Port = Field(443, description="Host port nginx publishes HTTPS on.")
+    domains: list[Domain] | None = Field(
+        None, min_length=1, description="Host names the certificate covers (default: publicHost)."
+    )
+    acme: AcmeSettings = AcmeSettings()
+    hsts: HstsSettings = HstsSettings()
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
 class StackSettings(Settings):
     """Every non-secret setting of a stack, as found under `astats:` in Pulumi.<stack>.yaml."""
 
@@ -403,12 +542,41 @@ class StackSettings(Settings):
     nginx: NginxSettings = NginxSettings()
     logging: LoggingSettings = LoggingSettings()
     backup: BackupSettings = BackupSettings()
+    tls: TlsSettings = TlsSettings()
+
+    @property
+    def tls_domains(self) -> list[str]:
+        """The host names the certificate covers: `tls.domains`, else `publicHost`."""
+        return list(self.tls.domains or [self.public_host])
+
+    @model_validator(mode="after")
+    def _acme_can_issue(self) -> StackSettings:
+        if self.tls.mode != "acme":
+            return self
+        if self.tls.acme.email is None:
+            raise _conflict(
+                "{mode} is acme but {email} is unset (the CA's expiry warnings go there); "
+                "fix: pulumi config set --path '{email}' ops@<your domain>",
+                {"mode": "tls.mode", "email": "tls.acme.email"},
+            )
+        if self.tls.domains is None:
+            try:
+                _domain(self.public_host)
+            except ValueError as error:
+                raise _conflict(
+                    "{host} {problem}, so it cannot be the certificate's name; "
+                    "fix: pulumi config set --path '{domains}[0]' www.<your domain>",
+                    {"host": "publicHost", "domains": "tls.domains"},
+                    problem=str(error).split(";")[0],
+                ) from None
+        return self
 
     @model_validator(mode="after")
     def _host_ports_distinct(self) -> StackSettings:
         published: dict[int, str] = {}
         for key, port in (
             ("nginx.httpPort", self.nginx.http_port),
+            ("tls.httpsPort", self.tls.https_port if self.tls.enabled else None),
             ("backend.hostPort", self.backend.host_port),
             ("frontend.hostPort", self.frontend.host_port),
         ):
@@ -450,6 +618,8 @@ class StackSecrets(BaseModel):
     s3_access_key_id: pulumi.Output[str] | None = None
     s3_secret_access_key: pulumi.Output[str] | None = None
     alert_webhook_url: pulumi.Output[str] | None = None
+    tls_certificate: pulumi.Output[str] | None = None
+    tls_private_key: pulumi.Output[str] | None = None
 
 
 class StackConfig(BaseModel):
@@ -585,16 +755,23 @@ SECRET_INPUT = "(it reads the value from the prompt or stdin)"
 
 
 def _read_secrets(
-    config: pulumi.Config, keys: dict[str, bool], offsite: bool
+    config: pulumi.Config, keys: dict[str, bool], offsite: bool, tls_files: bool
 ) -> tuple[dict[str, pulumi.Output[str]], list[str]]:
     problems: list[str] = []
-    wanted = REQUIRED_SECRETS + (OFFSITE_SECRETS if offsite else ())
+    wanted = (
+        REQUIRED_SECRETS
+        + (OFFSITE_SECRETS if offsite else ())
+        + (TLS_FILE_SECRETS if tls_files else ())
+    )
     found: dict[str, pulumi.Output[str]] = {}
     for key in wanted:
         fix = f"pulumi config set --secret {NAMESPACE}:{key} {SECRET_INPUT}"
         if key not in keys:
             why = f" ({SECRET_KEYS[key]})"
-            need = " because backup.s3 is set" if key in OFFSITE_SECRETS else ""
+            need = {
+                **dict.fromkeys(OFFSITE_SECRETS, " because backup.s3 is set"),
+                **dict.fromkeys(TLS_FILE_SECRETS, " because tls.mode is files"),
+            }.get(key, "")
             problems.append(f"{NAMESPACE}:{key}: missing secret{why}{need}; fix: {fix}")
         elif not keys[key]:
             problems.append(
@@ -669,8 +846,17 @@ def load_stack_config(project_dir: str) -> StackConfig:
     if settings is not None:
         problems.extend(_missing_build_files(settings, project_dir))
     offsite = settings is not None and settings.backup.s3 is not None
-    secrets, secret_problems = _read_secrets(config, keys, offsite)
+    tls_files = settings is not None and settings.tls.mode == "files"
+    secrets, secret_problems = _read_secrets(config, keys, offsite, tls_files)
     problems.extend(secret_problems)
+    if settings is not None and not tls_files:
+        problems.extend(
+            f"{NAMESPACE}:{key}: set, but tls.mode is {settings.tls.mode}, so nothing reads it; "
+            f"fix: pulumi config set --path '{NAMESPACE}:tls.mode' files, "
+            f"or pulumi config rm {NAMESPACE}:{key}"
+            for key in TLS_FILE_SECRETS
+            if key in keys
+        )
     if settings is not None and settings.backup.alerts.webhook_url and ALERT_SECRET in secrets:
         problems.append(
             f"{NAMESPACE}:backup.alerts.webhookUrl and {NAMESPACE}:{ALERT_SECRET} are both set; "
@@ -689,6 +875,8 @@ def load_stack_config(project_dir: str) -> StackConfig:
                 secret_key=secrets["secretKey"],
                 s3_access_key_id=secrets.get("backupS3AccessKeyId"),
                 s3_secret_access_key=secrets.get("backupS3SecretAccessKey"),
+                tls_certificate=secrets.get("tlsCertificate"),
+                tls_private_key=secrets.get("tlsPrivateKey"),
                 alert_webhook_url=secrets.get(ALERT_SECRET)
                 or (
                     pulumi.Output.secret(settings.backup.alerts.webhook_url)
