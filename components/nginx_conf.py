@@ -5,6 +5,10 @@ same text (a no-op `pulumi up` must plan zero changes) and tests can run the res
 real nginx. The settings arrive validated by the config model, so nothing here checks them
 again. Which container an upstream reaches is not DNS's choice: in Docker each upstream block
 includes a file that the health-gated switch rewrites (components/switch.py, docs/proxy.md).
+
+With `TlsConf`, the app is served over HTTPS as Mozilla's "intermediate" profile has it
+(https://ssl-config.mozilla.org/, guidelines 6.0), and plain HTTP keeps only what must stay
+plain: the health check and the ACME HTTP-01 challenge; everything else is redirected.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from components.config import (
     NEXT_STATIC_PATH,
     NGINX_HEALTH_PATH,
+    HstsSettings,
     NginxSettings,
     WebSocketSettings,
 )
@@ -29,11 +34,30 @@ _HOST_PORT = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$"
 )
 _INDENT = "    "
-_SECURITY_HEADERS = (
+Header = tuple[str, str]
+_SECURITY_HEADERS: tuple[Header, ...] = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "SAMEORIGIN"),
     ("Referrer-Policy", "strict-origin-when-cross-origin"),
 )
+HSTS_HEADER = "Strict-Transport-Security"
+ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
+TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+# Mozilla's intermediate TLS 1.2 suites (guidelines 6.0): ECDHE with AEAD only. The DHE suites
+# of earlier versions are gone from it (they served only IE 11 on Windows 7 and 8.1, which
+# Mozilla no longer lists), and with them the dhparam file nginx would need. TLS 1.3's
+# suites are OpenSSL's defaults, which are Mozilla's three.
+TLS_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+)
+# Kept for a day, as Mozilla has it; 10 MB holds about 40 000 sessions.
+TLS_SESSION_CACHE = "shared:tls:10m"
+TLS_SESSION_TIMEOUT = "1d"
 _GZIP_TYPES = (
     "application/javascript",
     "application/json",
@@ -79,8 +103,9 @@ UpstreamSource = Upstreams | SwitchedUpstreams
 
 @dataclass(frozen=True)
 class NginxRuntime:
-    """Process-level paths and user; the defaults fit the official nginx image run as its
-    unprivileged `nginx` user (no `user` line: the master is not root, so it cannot switch).
+    """Process-level paths and user, and the nginx release's syntax; the defaults fit the
+    official nginx image run as its unprivileged `nginx` user (no `user` line: the master is
+    not root, so it cannot switch).
 
     Tests running Debian's nginx as an ordinary subprocess point these into a temp dir.
     """
@@ -91,6 +116,35 @@ class NginxRuntime:
     mime_types_path: str = "/etc/nginx/mime.types"
     error_log: str = "stderr"
     access_log: str = "/dev/stdout"
+    legacy_http2: bool = False
+    """nginx before 1.25.1 (Debian bookworm's 1.22) has no `http2` directive and turns HTTP/2
+    on with a `listen ... http2` parameter, which later releases warn is deprecated."""
+
+
+@dataclass(frozen=True)
+class TlsConf:
+    """HTTPS at nginx. Paths are as nginx sees them; ports are the container's, except
+    `public_port`, the host port clients use, which the HTTP-to-HTTPS redirect names."""
+
+    certificate: str
+    """PEM chain: the certificate, then its intermediates."""
+    certificate_key: str
+    listen_port: int
+    public_port: int
+    hsts: HstsSettings
+    acme_webroot: str | None = None
+    """Served under `/.well-known/acme-challenge/` over plain HTTP (ACME HTTP-01); `None`
+    (certificates from files) redirects that path like any other."""
+
+    def __post_init__(self) -> None:
+        for name in ("listen_port", "public_port"):
+            if not 0 < getattr(self, name) < 65_536:
+                raise ValueError(f"TLS {name} {getattr(self, name)} is out of range")
+
+    @property
+    def redirect_origin(self) -> str:
+        port = "" if self.public_port == 443 else f":{self.public_port}"
+        return f"https://$host{port}"
 
 
 BACKEND = "http://backend_upstream"
@@ -106,22 +160,33 @@ def render_nginx_conf(
     listen_port: int = 80,
     assets_root: str | None = None,
     runtime: NginxRuntime = NginxRuntime(),
+    tls: TlsConf | None = None,
 ) -> str:
     """Render the complete nginx.conf.
 
     `api_prefixes` are the backend's (`backend.apiPrefixes`, checked by the config model).
     `assets_root` holds the frontend's `_next/static/` files of recent releases, served before
     the frontend is asked; `None` sends every static request to the frontend. `listen_port` is
-    the port inside the container.
+    the port inside the container for plain HTTP; with `tls`, the app moves to HTTPS on
+    `tls.listen_port`.
     """
     if not 0 < listen_port < 65_536:
         raise ValueError(f"listen_port {listen_port} is out of range")
+    if tls is not None and tls.listen_port == listen_port:
+        raise ValueError(f"HTTP and HTTPS both listen on {listen_port}")
+    if tls is None:
+        servers = [_server(settings, api_prefixes, [f"listen {listen_port};"], assets_root)]
+    else:
+        servers = [
+            _redirect_server(listen_port, tls),
+            _server(settings, api_prefixes, _tls_listen(tls, runtime), assets_root, tls),
+        ]
     http = _paragraphs(
         _http_basics(settings.client_max_body_size, runtime),
         _gzip(settings.gzip),
         _forwarding_maps(),
         *(_upstream_block(role, upstreams.servers(role)) for role in ("backend", "frontend")),
-        _server(settings, api_prefixes, listen_port, assets_root),
+        *servers,
     )
     lines = _paragraphs(
         _main_context(runtime),
@@ -217,33 +282,98 @@ def _upstream_block(role: str, servers: str) -> list[str]:
 def _server(
     settings: NginxSettings,
     api_prefixes: Sequence[str],
-    listen_port: int,
+    listen: list[str],
     assets_root: str | None,
+    tls: TlsConf | None = None,
 ) -> list[str]:
+    """The server that proxies the app: over plain HTTP, or over HTTPS with `tls`."""
     # A repeated prefix would be a duplicate location, which nginx refuses.
     prefixes = list(dict.fromkeys(api_prefixes))
     catch_all = BACKEND if "/" in prefixes else FRONTEND
+    headers = _SECURITY_HEADERS
+    if tls is not None and tls.hsts.enabled:
+        headers = (*headers, (HSTS_HEADER, _hsts_value(tls.hsts)))
     body = _paragraphs(
-        [f"listen {listen_port};", "server_name _;"],
-        _security_headers(),
-        _proxy_defaults(settings.proxy_read_timeout_s),
+        [*listen, "server_name _;"],
+        _tls_settings(tls) if tls is not None else [],
+        _security_headers(headers),
+        _proxy_defaults(settings.proxy_read_timeout_s, headers),
         _health_location(),
         _websocket_location(settings.websocket),
-        *_static_locations(settings.static_cache_days, assets_root),
+        *_static_locations(settings.static_cache_days, assets_root, headers),
         *(_prefix_location(prefix) for prefix in prefixes if prefix != "/"),
         _block("location /", [f"proxy_pass {catch_all};"]),
     )
     return _block("server", body)
 
 
-def _proxy_defaults(read_timeout_s: int) -> list[str]:
+def _redirect_server(listen_port: int, tls: TlsConf) -> list[str]:
+    """Plain HTTP once TLS is on: the container's health check (it curls this port), the
+    ACME challenge files, and a redirect to HTTPS for everything else."""
+    acme = tls.acme_webroot
+    body = _paragraphs(
+        [f"listen {listen_port};", "server_name _;"],
+        _security_headers(_SECURITY_HEADERS),
+        _health_location(),
+        _acme_challenge_location(acme) if acme is not None else [],
+        # 308, as Mozilla's generator: unlike 301, a client must repeat the method and body,
+        # so an API call to an old http:// URL is not silently turned into a GET. Every client
+        # the intermediate profile serves knows 308. No HSTS here: browsers ignore it over HTTP.
+        _block("location /", [f"return 308 {tls.redirect_origin}$request_uri;"]),
+    )
+    return _block("server", body)
+
+
+def _acme_challenge_location(webroot: str) -> list[str]:
+    return _block(
+        f'location ^~ "{ACME_CHALLENGE_PATH}"',
+        [f"root {webroot};", "default_type text/plain;", "try_files $uri =404;"],
+    )
+
+
+def _tls_listen(tls: TlsConf, runtime: NginxRuntime) -> list[str]:
+    if runtime.legacy_http2:
+        return [f"listen {tls.listen_port} ssl http2;"]
+    return [f"listen {tls.listen_port} ssl;", "http2 on;"]
+
+
+def _tls_settings(tls: TlsConf) -> list[str]:
+    # No ssl_ecdh_curve: nginx's `auto` keeps OpenSSL's own list, which from OpenSSL 3.5 (the
+    # nginx image) starts with Mozilla's post-quantum X25519MLKEM768 and then X25519, while a
+    # list naming it stops an older OpenSSL (3.0 in Debian bookworm) from starting at all.
+    # No OCSP stapling: Let's Encrypt ended its OCSP service; revocation is by CRL.
+    return [
+        f"ssl_certificate {tls.certificate};",
+        f"ssl_certificate_key {tls.certificate_key};",
+        f"ssl_protocols {' '.join(TLS_PROTOCOLS)};",
+        f"ssl_ciphers {':'.join(TLS_CIPHERS)};",
+        # Every suite offered is strong, so the client's order wins: it knows whether it
+        # has AES hardware or is better off with ChaCha20.
+        "ssl_prefer_server_ciphers off;",
+        f"ssl_session_cache {TLS_SESSION_CACHE};",
+        f"ssl_session_timeout {TLS_SESSION_TIMEOUT};",
+        # Resumption from the session cache alone, as Mozilla has it for nginx before 1.23.2,
+        # which never rotates its ticket key: one key, kept for the process's life, would
+        # unlock every recorded session. One server resumes as well from its cache.
+        "ssl_session_tickets off;",
+    ]
+
+
+def _hsts_value(hsts: HstsSettings) -> str:
+    directives = [f"max-age={hsts.max_age_s}"]
+    directives += ["includeSubDomains"] if hsts.include_subdomains else []
+    directives += ["preload"] if hsts.preload else []
+    return "; ".join(directives)
+
+
+def _proxy_defaults(read_timeout_s: int, headers: Sequence[Header]) -> list[str]:
     return [
         "proxy_http_version 1.1;",
         *_forwarding_headers(upgrade=False),
         "proxy_connect_timeout 5s;",
         f"proxy_read_timeout {read_timeout_s}s;",
         f"proxy_send_timeout {read_timeout_s}s;",
-        *_hidden_headers(),
+        *_hidden_headers(headers),
     ]
 
 
@@ -269,14 +399,23 @@ def _websocket_location(websocket: WebSocketSettings) -> list[str]:
     )
 
 
-def _static_locations(cache_days: int, assets_root: str | None) -> list[list[str]]:
+def _static_locations(
+    cache_days: int, assets_root: str | None, server_headers: Sequence[Header]
+) -> list[list[str]]:
     """`/_next/static/` from the assets of recent releases, else from the frontend: a page
     loaded before a rollout still finds its chunks after it."""
     cache_control = (
         f"public, max-age={cache_days * 86_400}, immutable" if cache_days else "no-cache"
     )
-    headers = [*_security_headers(), f'add_header Cache-Control "{cache_control}" always;']
-    from_frontend = [f"proxy_pass {FRONTEND};", *_hidden_headers("Cache-Control"), *headers]
+    headers = [
+        *_security_headers(server_headers),
+        f'add_header Cache-Control "{cache_control}" always;',
+    ]
+    from_frontend = [
+        f"proxy_pass {FRONTEND};",
+        *_hidden_headers(server_headers, "Cache-Control"),
+        *headers,
+    ]
     if assets_root is None:
         return [_block(f'location ^~ "{NEXT_STATIC_PATH}"', from_frontend)]
     return [
@@ -292,16 +431,16 @@ def _prefix_location(prefix: str) -> list[str]:
     return _block(f'location ^~ "{prefix}"', [f"proxy_pass {BACKEND};"])
 
 
-def _security_headers() -> list[str]:
+def _security_headers(headers: Sequence[Header]) -> list[str]:
     # add_header in a location discards the server's add_header lines, so any location that
-    # adds its own header repeats these.
-    return [f'add_header {name} "{value}" always;' for name, value in _SECURITY_HEADERS]
+    # adds its own header repeats these (HSTS among them over HTTPS).
+    return [f'add_header {name} "{value}" always;' for name, value in headers]
 
 
-def _hidden_headers(*extra: str) -> list[str]:
+def _hidden_headers(headers: Sequence[Header], *extra: str) -> list[str]:
     # An upstream's own copy of a header nginx sets would arrive twice; and like add_header,
     # a location's proxy_hide_header discards the server's list, so locations pass extras here.
-    names = [name for name, _ in _SECURITY_HEADERS] + ["X-Powered-By", *extra]
+    names = [name for name, _ in headers] + ["X-Powered-By", *extra]
     return [f"proxy_hide_header {name};" for name in names]
 
 
