@@ -492,8 +492,7 @@ class AcmeSettings(Settings):
     def _one_directory(self) -> AcmeSettings:
         if self.staging and self.directory_url is not None:
             raise _conflict(
-                "{staging} and {url} are both set; keep one: "
-                "pulumi config rm --path '{url}'",
+                "{staging} and {url} are both set; keep one: pulumi config rm --path '{url}'",
                 {"staging": "staging", "url": "directoryUrl"},
             )
         if self.retry_max_s < self.retry_min_s:

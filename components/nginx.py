@@ -4,6 +4,7 @@ backend and everything else to the frontend."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 
@@ -26,6 +27,9 @@ RUNTIME = NginxRuntime()
 # the container by `docker exec`, which sees its environment) find the same config. `-e`: the
 # image's default error log path may not be writable by nginx's user.
 NGINX_COMMAND = f"nginx -e stderr -c {CONFIG_PATH}"
+# nginx's entrypoint: nginx in the foreground and, with certificates that renew, a watcher that
+# reloads it when they change (components/files/nginx-run.sh).
+RUN_SCRIPT = (Path(__file__).parent / "files" / "nginx-run.sh").read_text()
 
 
 def nginx_scratch(settings: NginxSettings) -> tuple[Tmpfs, ...]:

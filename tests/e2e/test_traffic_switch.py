@@ -36,6 +36,20 @@ def service_containers(stack: str, service: str) -> list[dict[str, object]]:
     return [item for item in inspected if item["Config"]["Labels"]["astats.service"] == service]
 
 
+def nginx_state(stack: str) -> list[dict[str, object]]:
+    """What tells a replaced, restarted or killed nginx apart: its id, restarts and last exit."""
+    return [
+        {
+            "id": str(item["Id"])[:12],
+            "restarts": item["RestartCount"],
+            "started": item["State"]["StartedAt"],
+            "oom_killed": item["State"]["OOMKilled"],
+            "exit_code": item["State"]["ExitCode"],
+        }
+        for item in service_containers(stack, "nginx")
+    ]
+
+
 def set_backend_env(deployment: Deployment, name: str, value: str | None) -> None:
     key = f"astats:backend.env.{name}"
     if value is None:
@@ -113,10 +127,17 @@ def test_ten_backend_replacements_in_a_row_fail_no_request(deployment: Deploymen
         if number % 3 == 0:
             time.sleep(5)
         log = deployment.event_log
+        nginx_before = nginx_state(deployment.project.stack)
         with load(deployment, "/api/db", "/health") as during:
             started = time.monotonic()
             deployment.project.up(event_log=log)
             elapsed = time.monotonic() - started
+        nginx_after = nginx_state(deployment.project.stack)
+        assert during.report.failures == [], (
+            f"round {number}: {during.report.failures[:10]}; "
+            f"nginx before {nginx_before}, after {nginx_after}"
+        )
+        assert nginx_after == nginx_before, f"round {number}: nginx changed"
         assert_clean(during.report)
         rounds.append(
             {

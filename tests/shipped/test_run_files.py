@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -16,31 +15,10 @@ import pytest
 
 from components.container import WRITE_FILES_SCRIPT, files_stdin
 from components.launcher import LAUNCHER_SOURCE, SHARED_DIR_ENV
-from tests.support.ci import unavailable
+from tests.shipped.conftest import path_for
 
 TRICKY = "p@ss w0rd/$HOME'\"`x` \\n end\nsecond line\n\u00e9\u20ac"
 REVISION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-@pytest.fixture(params=["dash", "busybox"])
-def shell(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
-    """argv that runs a script text, in a PATH that holds only that shell's world."""
-    name = str(request.param)
-    found = shutil.which(name)
-    if found is None:
-        unavailable(f"{name} is not installed (apt-get install -y {name}-static or dash)")
-    if name == "dash":
-        return [found]
-    applets = tmp_path / "busybox-bin"
-    applets.mkdir()
-    listed = subprocess.run([found, "--list"], capture_output=True, text=True, check=True)
-    for applet in listed.stdout.split():
-        (applets / applet).symlink_to(found)
-    return [str(applets / "sh")]
-
-
-def path_for(shell: list[str]) -> str:
-    return str(Path(shell[0]).parent) if "busybox-bin" in shell[0] else "/usr/bin:/bin"
 
 
 def write(shell: list[str], directory: Path, stdin: str) -> subprocess.CompletedProcess[str]:

@@ -7,45 +7,24 @@ does before nginx has started, and how the frontend's static files of recent rel
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from components.switch import PUBLISH_SCRIPT, SWITCH_SCRIPT
-from tests.support.ci import unavailable
-
-
-@pytest.fixture(params=["dash", "busybox"])
-def shell(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
-    """argv that runs a script text, and a PATH that holds only that shell's world."""
-    name = str(request.param)
-    found = shutil.which(name)
-    if found is None:
-        unavailable(f"{name} is not installed (apt-get install -y {name}-static or dash)")
-    if name == "dash":
-        yield [found, "-c"]
-        return
-    applets = tmp_path / "busybox-bin"
-    applets.mkdir()
-    listed = subprocess.run([found, "--list"], capture_output=True, text=True, check=True)
-    for applet in listed.stdout.split():
-        (applets / applet).symlink_to(found)
-    yield [str(applets / "sh"), "-c"]
+from tests.shipped.conftest import path_for
 
 
 def run(
     shell: list[str], script: str, *args: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    path = str(Path(shell[0]).parent) if "busybox-bin" in shell[0] else "/usr/bin:/bin"
     return subprocess.run(
-        [*shell, script, "script", *args],
+        [*shell, "-c", script, "script", *args],
         input=stdin,
         capture_output=True,
         text=True,
-        env={"PATH": path, **(env or {})},
+        env={"PATH": path_for(shell), **(env or {})},
         timeout=60,
         check=False,
     )
