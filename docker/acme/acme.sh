@@ -188,11 +188,22 @@ obtain() {
   wait "$!"
 }
 
-# What lego said besides its progress, on one line.
+# Why lego failed, on one line: its last message that is not progress (a fatal one, with the
+# lines that continue it), else the end of its output.
 lego_error() {
   local status=$1 text
-  text=$({ grep -v -E '^[0-9/]+ [0-9:]+ \[(INFO|WARN)\]' "$LEGO_DIR/last-run.log" || true; } |
-    sed -E 's#^[0-9]{4}/[0-9]{2}/[0-9]{2} [0-9:]{8} ##' | tr -s '[:space:]' ' ' | cut -c1-600)
+  text=$(awk '
+    /^[0-9][0-9][0-9][0-9]\/[0-9][0-9]\/[0-9][0-9] [0-9:]+ / {
+      keep = ($3 !~ /^\[(INFO|WARN)\]$/)
+      if (keep) { text = ""; sub(/^[^ ]+ [^ ]+ /, "") }
+    }
+    keep { text = text " " $0 }
+    { tail[NR % 3] = $0 }
+    END {
+      if (text == "") for (i = NR - 2; i <= NR; i++) if (i > 0) text = text " " tail[i % 3]
+      print text
+    }' "$LEGO_DIR/last-run.log" | tr -s '[:space:]' ' ' | cut -c1-600)
+  text=${text# }
   text=${text% }
   if ((status == 124)); then
     echo "lego did not finish within ${LEGO_TIMEOUT_S}s${text:+: $text}"

@@ -183,3 +183,23 @@ def frontend_standin(node_image: str) -> str:
             )
 
     return built_once_per_run("frontend-standin", FRONTEND_TAG, build)
+
+
+ACME_CONTEXT = REPO_ROOT / "docker" / "acme"
+ACME_TAG = "astats-test/acme:latest"
+
+
+def acme_image(base: str) -> str:
+    """Build the repo's ACME client Dockerfile, as the program does (its own directory is the
+    context), on ``base`` in place of ``debian:bookworm-slim``."""
+    argv = [
+        "docker",
+        "build",
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "--tag",
+        ACME_TAG,
+        str(ACME_CONTEXT),
+    ]
+    what = f"building {ACME_CONTEXT.relative_to(REPO_ROOT)}/Dockerfile"
+    return built_once_per_run("acme-image", ACME_TAG, lambda: run_step(argv, what))
