@@ -7,12 +7,13 @@ and a current nginx from Debian unstable in a local container image (as the stac
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from components.config import NginxSettings
 from components.nginx_conf import Upstreams
-from tests.proxy import harness, nginx_image
+from tests.proxy import harness, nginx_image, tls_pki
 from tests.support.ci import unavailable
 from tests.support.debian_images import ImageError
 
@@ -80,3 +81,15 @@ def proxy(nginx: harness.NginxRunner, loopback_upstreams: Upstreams) -> Iterator
         NginxSettings(), harness.DEFAULT_PREFIXES, loopback_upstreams, runner=nginx
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def pki() -> tls_pki.Pki:
+    """A test CA and a certificate for localhost and 127.0.0.1 that nginx serves."""
+    return tls_pki.make_pki()
+
+
+@pytest.fixture(scope="session")
+def test_ca(pki: tls_pki.Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test CA's certificate file, for clients to verify nginx with."""
+    return pki.write_ca(tmp_path_factory.mktemp("test-ca"))

@@ -6,12 +6,15 @@ in a local image with the host's network and the prefix bind-mounted at the same
 see the same loopback upstreams and files. The demo backend runs under a real Uvicorn started
 the way the Pulumi program starts it, and a tiny `http.server` stands in for the Next.js
 frontend. `Nginx.switch` runs the program's traffic switch (components/files/switch-upstream.sh)
-where nginx runs: on this host, or inside the nginx container.
+where nginx runs: on this host, or inside the nginx container. With `TlsFiles`, nginx serves
+the app over HTTPS on a second port and plain HTTP only redirects (tests/proxy/tls_pki.py makes
+the certificates).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -30,14 +33,37 @@ from pathlib import Path
 import httpx
 
 from components.backend import uvicorn_command
-from components.config import BackendSettings, BuildSettings, NginxSettings
-from components.nginx_conf import NginxRuntime, SwitchedUpstreams, Upstreams, render_nginx_conf
+from components.config import BackendSettings, BuildSettings, HstsSettings, NginxSettings
+from components.nginx_conf import (
+    NginxRuntime,
+    SwitchedUpstreams,
+    TlsConf,
+    Upstreams,
+    render_nginx_conf,
+)
 from components.switch import SWITCH_SCRIPT
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PREFIXES = BackendSettings(build=BuildSettings(context=".")).api_prefixes
 BACKEND_DIR = REPO / "examples" / "demo-app" / "backend"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
+# The first nginx with the `http2` directive; older ones take `listen ... http2`.
+HTTP2_DIRECTIVE_SINCE = (1, 25, 1)
+# Mozilla's "intermediate" suites (guidelines 6.0, https://ssl-config.mozilla.org/), written
+# out here so the tests hold the renderer to the reference rather than to its own list.
+MOZILLA_TLS12_SUITES = frozenset(
+    {
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    }
+)
+MOZILLA_TLS13_SUITES = frozenset(
+    {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+)
 
 
 class NginxUnavailableError(RuntimeError):
@@ -96,9 +122,17 @@ class LocalNginx:
 
     binary: str
 
+    @functools.cached_property
+    def version(self) -> str:
+        return nginx_version([self.binary, "-v"])
+
     @property
     def label(self) -> str:
-        return f"nginx {nginx_version([self.binary, '-v'])} (local)"
+        return f"nginx {self.version} (local)"
+
+    @property
+    def legacy_http2(self) -> bool:
+        return _release(self.version) < HTTP2_DIRECTIVE_SINCE
 
     def command(self, root: Path, *args: str) -> list[str]:
         return [self.binary, "-p", str(root), "-c", str(root / "nginx.conf"), *args]
@@ -122,10 +156,17 @@ class ContainerNginx:
     image: str
     _names: dict[tuple[str, ...], str] = field(default_factory=dict, compare=False, repr=False)
 
+    @functools.cached_property
+    def version(self) -> str:
+        return nginx_version(["docker", "run", "--rm", self.image, "nginx", "-v"])
+
     @property
     def label(self) -> str:
-        version = nginx_version(["docker", "run", "--rm", self.image, "nginx", "-v"])
-        return f"nginx {version} (container {self.image})"
+        return f"nginx {self.version} (container {self.image})"
+
+    @property
+    def legacy_http2(self) -> bool:
+        return _release(self.version) < HTTP2_DIRECTIVE_SINCE
 
     def command(self, root: Path, *args: str) -> list[str]:
         name = f"astats-test-nginx-{uuid.uuid4().hex[:12]}"
@@ -180,6 +221,23 @@ def nginx_version(command: Sequence[str]) -> str:
     return output.split("nginx/", 1)[1].split()[0] if "nginx/" in output else "?"
 
 
+def _release(version: str) -> tuple[int, ...]:
+    if not all(part.isdigit() for part in version.split(".")):
+        raise NginxUnavailableError(f"nginx printed no version ({version!r})")
+    return tuple(int(part) for part in version.split("."))
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """What nginx needs for HTTPS from a test: a PEM chain (leaf first), its key, the HSTS
+    policy, and whether a webroot serves ACME challenges over plain HTTP."""
+
+    chain_pem: bytes
+    key_pem: bytes
+    hsts: HstsSettings = field(default_factory=HstsSettings)
+    acme_webroot: bool = True
+
+
 @dataclass
 class Nginx:
     port: int
@@ -188,12 +246,31 @@ class Nginx:
     process: subprocess.Popen[bytes]
     runner: NginxRunner
     command: list[str]
+    tls: TlsConf | None = None
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def ws_url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
+
+    @property
+    def https_port(self) -> int:
+        if self.tls is None:
+            raise RuntimeError("this nginx was started without TLS")
+        return self.tls.listen_port
+
+    def https_url(self, path: str = "/", host: str = "localhost") -> str:
+        return f"https://{host}:{self.https_port}{path}"
+
+    def wss_url(self, path: str, host: str = "localhost") -> str:
+        return f"wss://{host}:{self.https_port}{path}"
+
+    @property
+    def acme_webroot(self) -> Path:
+        if self.tls is None or self.tls.acme_webroot is None:
+            raise RuntimeError("this nginx serves no ACME webroot")
+        return Path(self.tls.acme_webroot)
 
     def log(self) -> str:
         return _tail(self.root / "error.log", 100)
@@ -220,7 +297,7 @@ class Nginx:
         )
 
 
-def runtime_in(root: Path) -> NginxRuntime:
+def runtime_in(root: Path, *, legacy_http2: bool = False) -> NginxRuntime:
     """Paths inside `root`; no `user` line, so a root-run master drops workers to nobody."""
     return NginxRuntime(
         user=None,
@@ -228,6 +305,26 @@ def runtime_in(root: Path) -> NginxRuntime:
         temp_dir=str(root),
         error_log=str(root / "error.log"),
         access_log=str(root / "access.log"),
+        legacy_http2=legacy_http2,
+    )
+
+
+def write_tls_files(root: Path, tls: TlsFiles, listen_port: int) -> TlsConf:
+    """The certificate files under `root` (mounted in the container too) and the `TlsConf`
+    for them; the public port is the one nginx listens on, as nothing maps ports here."""
+    (root / "tls").mkdir()
+    (root / "tls" / "fullchain.pem").write_bytes(tls.chain_pem)
+    (root / "tls" / "privkey.pem").write_bytes(tls.key_pem)
+    webroot = root / "acme"
+    if tls.acme_webroot:
+        (webroot / ".well-known" / "acme-challenge").mkdir(parents=True)
+    return TlsConf(
+        certificate=str(root / "tls" / "fullchain.pem"),
+        certificate_key=str(root / "tls" / "privkey.pem"),
+        listen_port=listen_port,
+        public_port=listen_port,
+        hsts=tls.hsts,
+        acme_webroot=str(webroot) if tls.acme_webroot else None,
     )
 
 
@@ -239,7 +336,8 @@ def nginx_check(
     root = Path(tempfile.mkdtemp(prefix="astats-nginx-t-"))
     try:
         os.chmod(root, 0o755)
-        (root / "nginx.conf").write_text(render(runtime_in(root)))
+        runtime = runtime_in(root, legacy_http2=runner.legacy_http2)
+        (root / "nginx.conf").write_text(render(runtime))
         command = runner.command(root, "-t")
         try:
             return subprocess.run(command, capture_output=True, text=True, check=False)
@@ -258,11 +356,13 @@ def run_nginx(
     runner: NginxRunner | None = None,
     assets_root: str | None = None,
     upstream_files: Mapping[str, str] | None = None,
+    tls: TlsFiles | None = None,
 ) -> Iterator[Nginx]:
     """Render the config for a free loopback port and run nginx on it until the block ends;
     without `runner`, the machine's own nginx. With `upstreams` None, each upstream is
     switched as in Docker: its servers come from `<root>/upstreams/<service>.conf`, written
-    from `upstream_files` (service -> `server` lines) before nginx starts."""
+    from `upstream_files` (service -> `server` lines) before nginx starts. With `tls`, the app
+    is served over HTTPS on a second free port (`Nginx.https_url`)."""
     runner = runner or LocalNginx(nginx_binary())
     root = Path(tempfile.mkdtemp(prefix="astats-nginx-"))
     os.chmod(root, 0o755)  # workers run as nobody and write proxy temp files here
@@ -270,13 +370,20 @@ def run_nginx(
     for service, servers in (upstream_files or {}).items():
         (root / "upstreams" / f"{service}.conf").write_text(servers + "\n")
     port = free_port()
+    tls_conf = None
+    if tls is not None:
+        https_port = free_port()
+        while https_port == port:
+            https_port = free_port()
+        tls_conf = write_tls_files(root, tls, https_port)
     config = render_nginx_conf(
         settings,
         api_prefixes,
         upstreams or SwitchedUpstreams(str(root / "upstreams")),
         listen_port=port,
         assets_root=assets_root,
-        runtime=runtime_in(root),
+        runtime=runtime_in(root, legacy_http2=runner.legacy_http2),
+        tls=tls_conf,
     )
     (root / "nginx.conf").write_text(config)
     command = runner.command(root, "-g", "daemon off;")
@@ -284,7 +391,7 @@ def run_nginx(
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
     try:
         _wait_until_ok(f"http://127.0.0.1:{port}/healthz", process, root / "stderr.log", 20)
-        yield Nginx(port, root, config, process, runner, command)
+        yield Nginx(port, root, config, process, runner, command, tls_conf)
     finally:
         _stop(process)
         runner.cleanup(command)
