@@ -83,7 +83,6 @@ read_loop_settings() {
 current_cert() { printf '%s' "$CURRENT/fullchain.pem"; }
 has_current() { [ -s "$CURRENT/fullchain.pem" ] && [ -s "$CURRENT/privkey.pem" ]; }
 is_placeholder() { [ -e "$CURRENT/placeholder" ]; }
-is_real() { has_current && ! is_placeholder; }
 cert_field() { openssl x509 -in "$1" -noout "${@:2}"; }
 not_after() { epoch "$(cert_field "$1" -enddate | cut -d= -f2-)"; }
 issuer() { cert_field "$1" -issuer -nameopt RFC2253 | sed 's/^issuer=//'; }

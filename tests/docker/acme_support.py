@@ -1,7 +1,8 @@
 """What the ACME client meets in a stack, for real: pebble (Let's Encrypt's test CA) and its DNS
-(pebble-challtestsrv), an nginx container that serves the HTTP-01 webroot and HTTPS from the
-certs volume, and the client's container with the flags, environment and files the program
-registers for it (components/acme.py, on Pulumi's mocks).
+(pebble-challtestsrv); nginx with the program's config (HTTPS from the certs volume's `current`
+pair, the HTTP-01 webroot on plain HTTP), started by its entrypoint script, whose watcher
+reloads it when the certificate changes; and the client's container with the flags,
+environment and files the program registers for it (components/acme.py, on Pulumi's mocks).
 
 pebble runs on the host. The client reaches it through the test network's gateway, so pebble's
 listener certificate, made here with a CA of its own (given to the client as
@@ -35,12 +36,28 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from components.acme import CERTS_DIR, PROGRAM, WEBROOT_DIR, acme_spec, placeholder_step
-from components.config import LoggingSettings, StackSettings
+from components.config import (
+    NGINX_HEALTH_PATH,
+    HstsSettings,
+    LoggingSettings,
+    NginxSettings,
+    StackSettings,
+)
 from components.container import NetworkNames, StackContext, VolumeNames, service_container
+from components.nginx import (
+    CONFIG_PATH,
+    LISTEN_PORT,
+    NGINX_COMMAND,
+    RUN_SCRIPT,
+    RUNTIME,
+    nginx_scratch,
+)
+from components.nginx_conf import TlsConf, Upstreams, render_nginx_conf
+from components.switch import NGINX_USER
 from tests.proxy.harness import free_port
 from tests.pulumi_harness import COMMAND, Graph, register
 from tests.support.ci import unavailable
-from tests.support.docker import create_args, create_flags, docker, run_step
+from tests.support.docker import create_args, create_flags, docker, hardened, run_step
 
 PEBBLE = "pebble"
 CHALLTESTSRV = "pebble-challtestsrv"
@@ -52,42 +69,35 @@ DOMAINS = ("stats.astats.example", "www.astats.example")
 EMAIL = "ops@astats.example"
 # Short-lived, as Let's Encrypt's are getting: renewing under 30 days left renews at once.
 CERT_LIFETIME_DAYS = 10
-NGINX_CONF_DIR = "/etc/nginx/astats"
 NGINX_TLS_DIR = "/etc/nginx/astats-tls"
-NGINX_USER = "101:101"
-HTTP_PORT = 8080
 HTTPS_PORT = 8443
-# A minimal site: the ACME challenge path from the webroot volume (read-only) on HTTP, and
-# HTTPS from the certs volume's `current` pair.
-NGINX_CONF = f"""\
-worker_processes 1;
-pid /tmp/nginx.pid;
-error_log stderr notice;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path /tmp/client_body;
-    proxy_temp_path /tmp/proxy;
-    fastcgi_temp_path /tmp/fastcgi;
-    uwsgi_temp_path /tmp/uwsgi;
-    scgi_temp_path /tmp/scgi;
-    server {{
-        listen {HTTP_PORT};
-        location /.well-known/acme-challenge/ {{
-            root {WEBROOT_DIR};
-            default_type text/plain;
-        }}
-        location / {{ return 404; }}
-    }}
-    server {{
-        listen {HTTPS_PORT} ssl;
-        ssl_certificate {NGINX_TLS_DIR}/current/fullchain.pem;
-        ssl_certificate_key {NGINX_TLS_DIR}/current/privkey.pem;
-        location / {{ return 200 "served\\n"; }}
-    }}
-}}
-"""
-NGINX_COMMAND = ["nginx", "-e", "stderr", "-c", f"{NGINX_CONF_DIR}/nginx.conf"]
+# What nginx's watcher (components/files/nginx-run.sh) looks at for a renewed certificate;
+# checked every second here (5 s by default).
+WATCHED = f"{NGINX_TLS_DIR}/current/fullchain.pem"
+WATCH_INTERVAL_S = 1
+# Nothing listens there: the tests ask nginx's own health path, which it answers itself.
+NO_UPSTREAM = "127.0.0.1:9"
+
+
+def nginx_conf(public_https_port: int) -> str:
+    """The program's nginx.conf with HTTPS from the certs volume's `current` pair and the
+    ACME challenge path from the webroot volume."""
+    tls = TlsConf(
+        certificate=WATCHED,
+        certificate_key=f"{NGINX_TLS_DIR}/current/privkey.pem",
+        listen_port=HTTPS_PORT,
+        public_port=public_https_port,
+        hsts=HstsSettings(),
+        acme_webroot=WEBROOT_DIR,
+    )
+    return render_nginx_conf(
+        NginxSettings(),
+        StackSettings().backend.api_prefixes,
+        Upstreams(NO_UPSTREAM, NO_UPSTREAM),
+        listen_port=LISTEN_PORT,
+        runtime=RUNTIME,
+        tls=tls,
+    )
 
 
 def require_pebble() -> None:
@@ -312,7 +322,8 @@ def https_get(port: int, server_name: str, cadata: str, timeout_s: float = 2) ->
         socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as raw,
         context.wrap_socket(raw, server_hostname=server_name) as tls,
     ):
-        tls.sendall(f"GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode())
+        request = f"GET {NGINX_HEALTH_PATH} HTTP/1.1\r\nHost: {server_name}\r\n"
+        tls.sendall(f"{request}Connection: close\r\n\r\n".encode())
         answer = b""
         while chunk := tls.recv(4096):
             answer += chunk
@@ -419,28 +430,30 @@ class AcmeRig:
         return register(make, stack=self.name)
 
     def start_nginx(self) -> None:
+        """nginx as the stack runs it (unprivileged, read-only, its scratch tmpfs), started by
+        nginx-run.sh with its watcher on the certificate."""
         conf = self.workdir / "nginx.conf"
-        conf.write_text(NGINX_CONF)
+        conf.write_text(nginx_conf(self.https_port))
         conf.chmod(0o644)
         docker(
             "run",
             "--detach",
             f"--name={self.nginx}",
             f"--network={self.network}",
-            f"--user={NGINX_USER}",
-            "--read-only",
-            "--tmpfs=/tmp:rw,noexec,nosuid,nodev,uid=101,gid=101,size=16m",
-            "--cap-drop=ALL",
-            "--security-opt=no-new-privileges:true",
-            f"--publish=127.0.0.1:{self.http_port}:{HTTP_PORT}",
+            *hardened(NGINX_USER, nginx_scratch(NginxSettings())),
+            f"--env=NGINX_COMMAND={NGINX_COMMAND}",
+            f"--env=WATCH_INTERVAL_S={WATCH_INTERVAL_S}",
+            f"--publish=127.0.0.1:{self.http_port}:{LISTEN_PORT}",
             f"--publish=127.0.0.1:{self.https_port}:{HTTPS_PORT}",
-            f"--volume={conf}:{NGINX_CONF_DIR}/nginx.conf:ro",
+            f"--volume={conf}:{CONFIG_PATH}:ro",
             f"--volume={self.certs}:{NGINX_TLS_DIR}:ro",
             f"--volume={self.webroot}:{WEBROOT_DIR}:ro",
+            "--entrypoint=/bin/sh",
             self.nginx_image,
-            *NGINX_COMMAND,
-            "-g",
-            "daemon off;",
+            "-c",
+            RUN_SCRIPT,
+            "nginx-run",
+            WATCHED,
         )
 
         def serving() -> bool:
@@ -452,9 +465,8 @@ class AcmeRig:
 
         wait_until("nginx serving HTTPS", serving, timeout_s=30)
 
-    def reload_nginx(self) -> None:
-        """What nginx's watcher does once `current` changes: a graceful reload."""
-        docker("exec", self.nginx, *NGINX_COMMAND, "-s", "reload")
+    def stop_nginx(self) -> None:
+        docker("stop", self.nginx)
 
     def start_acme(self, **acme: Any) -> str:
         """Start the client as the program registers it (its files step, its container, its
@@ -486,9 +498,16 @@ class AcmeRig:
             docker("rm", "--force", self.acme, check=False)
             self.acme = None
 
-    def acme_exec(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def acme_exec(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         assert self.acme is not None
-        return docker("exec", self.acme, PROGRAM, *args, check=False)
+        envs = [f"--env={k}={v}" for k, v in (env or {}).items()]
+        return docker("exec", *envs, self.acme, PROGRAM, *args, check=False)
+
+    def nginx_logs(self) -> str:
+        result = docker("logs", self.nginx, check=False)
+        return result.stdout + result.stderr
 
     def in_acme(self, script: str) -> str:
         """A shell line in the running client, as its user."""

@@ -3,9 +3,10 @@ pebble, Let's Encrypt's test CA, through nginx's HTTP-01 webroot, and nginx serv
 
 The client's container is the program's (components/acme.py on Pulumi's mocks: its flags,
 environment, CA file and PIDs limit); pebble and its DNS run on the host (tests/docker/
-acme_support.py); nginx is the stand-in for the official image with a minimal site of its own:
-the ACME challenge path from the webroot volume, HTTPS from the certs volume's `current` pair.
-Each test has its own pebble, network, volumes and containers.
+acme_support.py); nginx is the stand-in for the official image with the program's nginx.conf
+(the ACME challenge path from the webroot volume, HTTPS from the certs volume's `current`
+pair) and entrypoint script, whose watcher reloads nginx when the certificate changes. Each
+test has its own pebble, network, volumes and containers.
 """
 
 from __future__ import annotations
@@ -63,8 +64,6 @@ def rig(acme_images: AcmeImages, tmp_path: Path) -> Iterator[AcmeRig]:
 def issued(rig: AcmeRig) -> None:
     """The client's first certificate obtained and served (nginx reloaded onto it)."""
     rig.start_acme(renewBeforeDays=1)
-    rig.wait_for_log("obtained")
-    rig.reload_nginx()
     deadline = time.monotonic() + 30
     while (health := rig.acme_exec("health")).returncode != 0:
         assert time.monotonic() < deadline, health.stderr
@@ -80,22 +79,20 @@ def test_the_first_certificate_is_obtained_through_nginx_and_served(rig: AcmeRig
     assert "astats-acme placeholder" in placeholder.subject.rfc4514_string()
 
     rig.start_acme(renewBeforeDays=1)
-    rig.wait_for_log("obtained")
-    obtained = rig.status()
-    assert obtained["placeholder"] is False
-    # nginx has not reloaded: what it serves is not yet the certificate obtained.
-    assert obtained["served_matches"] is False
-    health = rig.acme_exec("health")
-    assert health.returncode == 1
-    assert "does not serve the current certificate" in health.stderr
-
-    rig.reload_nginx()
     # What `pulumi up` waits for: Docker's health check, which is the client's `health`.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while rig.health_status() != "healthy":
         assert time.monotonic() < deadline, f"never healthy: {rig.health_status()}"
         time.sleep(0.5)
+    assert "changed; reloaded" in rig.nginx_logs()
+    obtained = rig.status()
     assert rig.acme_exec("health").returncode == 0
+    # Healthy means served: asked of a server with another certificate (pebble's), it is not.
+    pebble = rig.pebble_started()
+    pebble_address = f"{pebble.gateway}:{pebble.port}"
+    elsewhere = rig.acme_exec("health", env={"ACME_SERVED_ADDRESS": pebble_address})
+    assert elsewhere.returncode == 1
+    assert "does not serve the current certificate" in elsewhere.stderr
 
     root = rig.pebble_started().root()
     for domain in DOMAINS:
@@ -156,7 +153,6 @@ def test_a_renewal_is_served_after_nginx_reloads_without_a_failed_request(rig: A
         rig.start_acme(renewBeforeDays=30)
         rig.wait_for_log("obtained")
         assert rig.current_release() != before
-        rig.reload_nginx()
         renewed = obtained_serial(rig.status())
         deadline = time.monotonic() + 30
         while not load.served or load.served[-1] != renewed:
@@ -167,11 +163,13 @@ def test_a_renewal_is_served_after_nginx_reloads_without_a_failed_request(rig: A
         load.stop.set()
         worker.join()
     assert load.failures == []
+    assert len(load.served) >= 20, "too few requests to call it a load"
     assert obtained_serial(first) != renewed
     assert load.served[0] == obtained_serial(first)
     assert set(load.served) == {obtained_serial(first), renewed}
     # The log says why it renewed.
     assert any("obtained (9 days left)" in line for line in rig.logs())
+    assert rig.nginx_logs().count("changed; reloaded") == 2
     assert rig.acme_exec("health").returncode == 0
 
 
@@ -236,3 +234,20 @@ def test_the_client_runs_read_only_without_capabilities_as_its_user(rig: AcmeRig
     assert "no-socket" in lines
     assert "700 astats-acme" in lines
     assert "640 astats-acme" in lines
+
+
+def test_a_failed_first_issuance_keeps_the_placeholder_and_says_why(rig: AcmeRig) -> None:
+    # pebble's validation reaches no nginx: the challenge cannot be answered.
+    rig.stop_nginx()
+    rig.start_acme()
+    rig.wait_for_log("not obtained")
+    [failure] = [line for line in rig.logs() if "not obtained" in line]
+    assert "(first issuance; failed attempt 1, next in 5s" in failure
+    assert "urn:ietf:params:acme:error:connection" in failure
+    status = rig.status()
+    assert status["placeholder"] is True
+    assert status["last_success"] is None
+    assert "urn:ietf:params:acme:error:connection" in status["last_error"]
+    health = rig.acme_exec("health")
+    assert health.returncode == 1
+    assert "the placeholder is current" in health.stderr
