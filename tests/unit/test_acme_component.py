@@ -13,6 +13,7 @@ import pytest
 
 from components.acme import (
     ACME_CONTEXT,
+    ACME_HEALTHCHECK,
     ACME_USER,
     CA_FILE,
     CERTS_DIR,
@@ -210,7 +211,12 @@ def test_the_dockerfile_agrees_with_the_program() -> None:
     assert re.search(r"^ARG BASE_IMAGE=debian:bookworm-slim$", text, re.MULTILINE)
     assert re.search(rf"^USER {ACME_USER}$", text, re.MULTILINE)
     assert f"COPY acme.sh {PROGRAM}\n" in text
-    assert f'CMD ["{PROGRAM}", "health"]' in text
+    check = ACME_HEALTHCHECK
+    assert (
+        f"HEALTHCHECK --interval={check.interval_s}s --timeout={check.timeout_s}s "
+        f"--start-period={check.start_period_s}s --retries={check.retries} \\\n"
+        f'    CMD ["{PROGRAM}", "health"]'
+    ) in text
     assert f'ENTRYPOINT ["{PROGRAM}"]' in text
     for directory in (CERTS_DIR, WEBROOT_DIR):
         assert directory in text
