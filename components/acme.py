@@ -60,13 +60,15 @@ def acme_image(
     )
 
 
-def acme_env(settings: StackSettings, served_address: str) -> dict[str, str]:
+def acme_env(
+    settings: StackSettings, served_address: pulumi.Input[str]
+) -> dict[str, pulumi.Input[str]]:
     """What acme.sh reads; `served_address` is where nginx serves HTTPS on the Docker network
     (`<nginx container>:<port>`), which the health check asks for the certificate in use."""
     acme = settings.tls.acme
     if acme.email is None:
         raise ValueError("tls.acme.email is unset: the config model requires it for acme")
-    env = {
+    env: dict[str, pulumi.Input[str]] = {
         "ACME_DIRECTORY": acme.directory,
         "ACME_EMAIL": acme.email,
         "ACME_DOMAINS": " ".join(settings.tls_domains),
@@ -101,7 +103,7 @@ def acme_spec(
     image: pulumi.Input[str],
     certs_volume: pulumi.Input[str],
     webroot_volume: pulumi.Input[str],
-    served_address: str,
+    served_address: pulumi.Input[str],
 ) -> ServiceSpec:
     """The client's container: on the edge network (the CA is outside, nginx is there), as
     10002:101, writing only to its two volumes and a small /tmp."""

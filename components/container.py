@@ -59,6 +59,10 @@ class VolumeNames:
     """Which container each of nginx's upstreams reaches (components/switch.py)."""
     assets: pulumi.Input[str]
     """The frontend's static files of recent releases, served by nginx."""
+    certs: pulumi.Input[str] | None = None
+    """The ACME client's account, certificates and status (tls.mode acme)."""
+    acme_webroot: pulumi.Input[str] | None = None
+    """The HTTP-01 challenge files nginx serves for the ACME client (tls.mode acme)."""
 
 
 def docker_name(stack: str, role: str) -> str:
@@ -172,6 +176,8 @@ class ServiceSpec:
     """Capabilities added back after all are dropped, each with the reason it is needed."""
     group_add: Sequence[str] = ()
     """Supplementary groups (gids), for files another service shares with its group."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels beyond the stack's own, for operators' tools (the console reads them)."""
 
 
 @dataclass(frozen=True)
@@ -307,7 +313,10 @@ def service_container(
     logical = name or spec.service
     check = spec.healthcheck
     envs = dict(spec.envs)
-    labels: dict[str, pulumi.Input[str]] = dict(contract_labels(stack.name, spec.service))
+    labels: dict[str, pulumi.Input[str]] = {
+        **spec.labels,
+        **contract_labels(stack.name, spec.service),
+    }
     mounts = list(spec.mounts)
     waits = list(after)
     if spec.files is not None:

@@ -15,6 +15,7 @@ from components.image import referenced_image
 from components.nginx_conf import NginxRuntime, SwitchedUpstreams, render_nginx_conf
 from components.service import ComponentInputs, ProxiedService, Service
 from components.switch import ASSETS_DIR, NGINX_USER, UPSTREAM_DIR
+from components.tls import NginxTls
 
 # Its own directory: the image's /etc/nginx stays as it is, read-only.
 CONFIG_DIR = "/etc/nginx/astats"
@@ -30,6 +31,7 @@ NGINX_COMMAND = f"nginx -e stderr -c {CONFIG_PATH}"
 # nginx's entrypoint: nginx in the foreground and, with certificates that renew, a watcher that
 # reloads it when they change (components/files/nginx-run.sh).
 RUN_SCRIPT = (Path(__file__).parent / "files" / "nginx-run.sh").read_text()
+RUN_PATH = f"{CONFIG_DIR}/run.sh"
 
 
 def nginx_scratch(settings: NginxSettings) -> tuple[Tmpfs, ...]:
@@ -55,6 +57,8 @@ class NginxInputs(ComponentInputs):
     """Where the API prefixes and the WebSocket path go."""
     frontend: ProxiedService
     """Where everything else goes."""
+    tls: NginxTls | None = None
+    """HTTPS (components/tls.py); None serves plain HTTP only."""
 
 
 class Nginx(Service):
@@ -64,7 +68,7 @@ class Nginx(Service):
         super().__init__("astats:nginx:Nginx", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         settings = inputs.settings
-        backend, frontend = inputs.backend, inputs.frontend
+        backend, frontend, tls = inputs.backend, inputs.frontend, inputs.tls
         self.config_text = render_nginx_conf(
             settings,
             backend.api_prefixes,
@@ -72,24 +76,38 @@ class Nginx(Service):
             listen_port=LISTEN_PORT,
             assets_root=ASSETS_DIR,
             runtime=RUNTIME,
+            tls=tls.conf if tls else None,
         )
+        host_ports = [(settings.bind_address, settings.http_port, LISTEN_PORT)]
+        if tls is not None:
+            host_ports.append((settings.bind_address, tls.host_port, tls.conf.listen_port))
+        files: dict[str, pulumi.Input[str]] = {
+            "nginx.conf": self.config_text,
+            RUN_PATH.rsplit("/", 1)[1]: RUN_SCRIPT,
+            **(tls.files if tls else {}),
+        }
         image = referenced_image("image", reference=settings.image, opts=child)
         spec = ServiceSpec(
             service="nginx",
             image=image,
             limits=settings,
-            command=[*NGINX_COMMAND.split(), "-g", "daemon off;"],
+            # The image's entrypoint is left alone; the shell runs nginx in the foreground and,
+            # with renewing certificates, the watcher that reloads it.
+            command=["/bin/sh", RUN_PATH, *([tls.watched] if tls and tls.watched else [])],
             envs={"NGINX_COMMAND": NGINX_COMMAND},
-            files=Files(CONFIG_DIR, {"nginx.conf": self.config_text}),
+            files=Files(CONFIG_DIR, files),
             user=NGINX_USER,
             tmpfs=nginx_scratch(settings),
             mounts=[
                 Mount(inputs.stack.volumes.upstreams, UPSTREAM_DIR),
                 Mount(inputs.stack.volumes.assets, ASSETS_DIR, read_only=True),
+                *(tls.mounts if tls else ()),
             ],
             networks=[Attachment(inputs.stack.networks.edge)],
-            host_ports=[(settings.bind_address, settings.http_port, LISTEN_PORT)],
+            host_ports=host_ports,
             health_test=nginx_health_test(),
             healthcheck=settings.healthcheck,
+            labels=dict(tls.labels) if tls else {},
         )
-        self.run(inputs.stack, spec, after=[*inputs.after, backend.traffic, frontend.traffic])
+        waits = [*inputs.after, backend.traffic, frontend.traffic, *(tls.after if tls else ())]
+        self.run(inputs.stack, spec, after=waits)

@@ -11,22 +11,24 @@ import pulumi
 
 from components.backend import Backend, BackendInputs
 from components.backup import Backups, BackupSecrets, BackupsInputs
-from components.config import StackConfig
+from components.config import StackConfig, StackSettings
 from components.container import StackContext
 from components.database import Database, DatabaseInputs
 from components.frontend import Frontend, FrontendInputs
 from components.image import app_image
 from components.migration import Migration, MigrationInputs
 from components.network import Networks
-from components.nginx import Nginx, NginxInputs
+from components.nginx import CONFIG_DIR, Nginx, NginxInputs
 from components.release import BackendRelease
+from components.tls import Certificates, NginxTls, files_tls
 from components.volumes import Volumes
 
 
 class AstatsStack(pulumi.ComponentResource):
     """networks, volumes -> database -> verified backup -> migration -> backend -> nginx,
     with the frontend built and started in parallel with the database chain, and the
-    scheduled backups started once the database is healthy."""
+    scheduled backups started once the database is healthy. With ACME, the client's image and
+    a placeholder certificate come before nginx, and the client itself after it."""
 
     def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("astats:stack:AstatsStack", name, None, opts)
@@ -94,13 +96,35 @@ class AstatsStack(pulumi.ComponentResource):
             FrontendInputs(stack=stack, settings=settings.frontend, image=frontend_image),
             opts=child,
         )
+        self.certificates: Certificates | None = None
+        tls: NginxTls | None = None
+        if settings.tls.mode == "acme":
+            self.certificates = Certificates("certificates", config, stack, opts=child)
+            tls = self.certificates.nginx_tls
+        elif settings.tls.mode == "files":
+            tls = files_tls(config, CONFIG_DIR)
         self.nginx = Nginx(
             "nginx",
             NginxInputs(
-                stack=stack, settings=settings.nginx, backend=self.backend, frontend=self.frontend
+                stack=stack,
+                settings=settings.nginx,
+                backend=self.backend,
+                frontend=self.frontend,
+                tls=tls,
             ),
             opts=child,
         )
-        port = settings.nginx.http_port
-        self.url = f"http://{settings.public_host}" + ("" if port == 80 else f":{port}")
+        if self.certificates is not None:
+            self.certificates.start_client(self.nginx)
+        self.url = public_url(settings)
         self.register_outputs({"url": self.url})
+
+
+def public_url(settings: StackSettings) -> str:
+    """The site's address: HTTPS on its port when TLS is on, else HTTP on nginx's."""
+    scheme, port, default = (
+        ("https", settings.tls.https_port, 443)
+        if settings.tls.enabled
+        else ("http", settings.nginx.http_port, 80)
+    )
+    return f"{scheme}://{settings.public_host}" + ("" if port == default else f":{port}")

@@ -1,5 +1,6 @@
-"""The named volumes: database data, backups, the backend's logs, nginx's upstream files and the
-frontend's published assets; all outlive a destroy."""
+"""The named volumes: database data, backups, the backend's logs, nginx's upstream files, the
+frontend's published assets and, with ACME, the certificates and the challenge files; all
+outlive a destroy."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ class Volumes(pulumi.ComponentResource):
     backend_logs: docker.Volume
     upstreams: docker.Volume
     assets: docker.Volume
+    certs: docker.Volume | None = None
+    acme_webroot: docker.Volume | None = None
     names: VolumeNames
 
     def __init__(
@@ -49,19 +52,27 @@ class Volumes(pulumi.ComponentResource):
         self.backend_logs = volume("backend-logs", "backend", None, False)
         self.upstreams = volume("upstreams", "nginx", None, False)
         self.assets = volume("assets", "frontend", None, False)
+        if settings.tls.mode == "acme":
+            # The account key and the certificates: a new account or certificate counts
+            # against the CA's rate limits, so these are kept like the data.
+            self.certs = volume("certs", "acme", None, protect)
+            self.acme_webroot = volume("acme-webroot", "acme", None, False)
         self.names = VolumeNames(
             pgdata=self.pgdata.name,
             backups=self.backups.name,
             backend_logs=self.backend_logs.name,
             upstreams=self.upstreams.name,
             assets=self.assets.name,
+            certs=self.certs.name if self.certs else None,
+            acme_webroot=self.acme_webroot.name if self.acme_webroot else None,
         )
-        self.register_outputs(
-            {
-                "pgdata": self.pgdata.name,
-                "backups": self.backups.name,
-                "backendLogs": self.backend_logs.name,
-                "upstreams": self.upstreams.name,
-                "assets": self.assets.name,
-            }
-        )
+        outputs: dict[str, pulumi.Input[str]] = {
+            "pgdata": self.pgdata.name,
+            "backups": self.backups.name,
+            "backendLogs": self.backend_logs.name,
+            "upstreams": self.upstreams.name,
+            "assets": self.assets.name,
+        }
+        if self.certs and self.acme_webroot:
+            outputs |= {"certs": self.certs.name, "acmeWebroot": self.acme_webroot.name}
+        self.register_outputs(outputs)

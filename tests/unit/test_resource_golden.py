@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.nginx import RUN_SCRIPT
 from tests.pulumi_harness import DEV_SECRETS, ROOT, SECRET_SIG, Graph, evaluate
 from tests.support.golden import assert_matches_golden
 
@@ -66,13 +67,21 @@ def _masked(value: Any) -> Any:
 
 
 def _pinned_elsewhere(name: str, inputs: dict[str, Any], stack: str) -> dict[str, Any]:
-    """nginx.conf's text is reviewed in golden/nginx.<stack>.conf; refer to it rather than
-    copy it (in base64, on the stdin of the step that writes it), so a deliberate change to the
-    renderer is reviewed in one place."""
+    """nginx.conf's text is reviewed in golden/nginx.<stack>.conf, and its entrypoint script in
+    components/files/; refer to them rather than copy them (in base64, on the stdin of the step
+    that writes them), so a deliberate change to either is reviewed in one place."""
+    if name != NGINX_FILES_STEP or not isinstance(inputs.get("stdin"), str):
+        return inputs
     nginx_golden = GOLDEN / f"nginx.{stack}.conf"
-    shipped = f"nginx.conf {base64.b64encode(nginx_golden.read_bytes()).decode()}\n"
-    if name == NGINX_FILES_STEP and inputs.get("stdin") == shipped:
-        inputs["stdin"] = f"nginx.conf <golden/{nginx_golden.name}>\n"
+    pinned = {
+        base64.b64encode(nginx_golden.read_bytes()).decode(): f"<golden/{nginx_golden.name}>",
+        base64.b64encode(RUN_SCRIPT.encode()).decode(): "<components/files/nginx-run.sh>",
+    }
+    lines = []
+    for line in inputs["stdin"].splitlines():
+        file, _, content = line.partition(" ")
+        lines.append(f"{file} {pinned.get(content, content)}")
+    inputs["stdin"] = "".join(f"{line}\n" for line in lines)
     return inputs
 
 
