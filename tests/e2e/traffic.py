@@ -4,6 +4,7 @@ reconnect."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,11 +46,18 @@ class SteadyLoad:
         paths: tuple[str, ...],
         interval_s: float = 0.02,
         timeout_s: float = 10,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        server_name: str | None = None,
     ):
+        """Over HTTPS, `verify` holds the CA to trust and `server_name` the name to ask for
+        (SNI, Host) and to verify, when `base_url` is an address."""
         self.base_url = base_url
         self.paths = paths
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.verify = verify
+        self.server_name = server_name
         self.report = LoadReport()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -64,7 +72,14 @@ class SteadyLoad:
 
     def _run(self) -> None:
         deadline = time.monotonic() + MAX_SECONDS
-        with httpx.Client(base_url=self.base_url, timeout=self.timeout_s) as client:
+        name = self.server_name
+        with httpx.Client(
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            verify=self.verify,
+            headers={"Host": name} if name is not None else None,
+        ) as client:
+            extensions = {"sni_hostname": name} if name is not None else None
             while not self._stop.is_set() and time.monotonic() < deadline:
                 if self.report.requests >= MAX_REQUESTS:
                     break
@@ -72,7 +87,7 @@ class SteadyLoad:
                 self.report.requests += 1
                 started = time.monotonic()
                 try:
-                    status = client.get(path).status_code
+                    status = client.get(path, extensions=extensions).status_code
                     if status >= 500:
                         self.report.failures.append(f"{path}: HTTP {status}")
                 except httpx.HTTPError as error:
