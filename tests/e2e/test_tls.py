@@ -10,6 +10,8 @@ which its listener certificate names, and pebble's DNS answers the stack's host 
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import secrets
 import shutil
 import ssl
@@ -47,13 +49,17 @@ class TlsDeployment:
 
 
 def docker_bridge_gateway() -> str:
-    """The host's address on Docker's default bridge, which every container can reach."""
-    return subprocess.run(
-        ["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+    """The host's address on Docker's default bridge, which every container can reach: its
+    gateway, or (when the engine does not record one) the subnet's first address, which
+    Docker gives the bridge."""
+    inspected = subprocess.run(
+        ["docker", "network", "inspect", "bridge", "-f", "{{json .IPAM.Config}}"],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.strip()
+    ).stdout
+    config = json.loads(inspected)[0]
+    return str(config.get("Gateway") or ipaddress.ip_network(config["Subnet"])[1])
 
 
 @pytest.fixture(scope="module")
