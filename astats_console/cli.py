@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = add(
         "status",
         cmd_status,
-        "one row per service, then disk, volumes and backups; exits 1 with one line per problem",
+        "one row per service, then disk, volumes, backups and certificates; exits 1 with one line "
+        "per problem",
     )
     st.add_argument("--json", action="store_true", help="one JSON document")
     st.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
@@ -265,15 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     wt = add(
         "watch",
         cmd_watch,
-        "report OOM kills, crashes, unhealthy containers, restart "
-        "loops, a full disk and failed or overdue backups as they happen",
+        "report OOM kills, crashes, unhealthy containers, restart loops, a full disk, failed or "
+        "overdue backups and certificate problems as they happen (and when those end)",
     )
     wt.add_argument("--webhook", type=_webhook, metavar="URL", help="also POST each report as JSON")
     wt.add_argument(
         "--check-every",
         type=_duration,
         default=timedelta(minutes=1),
-        help="how often disk and backups are checked (default 1m)",
+        help="how often disk, backups and certificates are checked (default 1m)",
     )
     _add_thresholds(wt)
     return parser

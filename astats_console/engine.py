@@ -10,13 +10,15 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from docker.client import DockerClient, from_env
 from docker.errors import DockerException
 from docker.models.containers import Container
 
 from astats_console.errors import ConsoleError, one_line
+
+HEALTH_OUTPUT_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,12 @@ def run_in(container: Container, argv: list[str]) -> ExecResult:
         stdout=(stdout or b"").decode("utf-8", "replace"),
         stderr=(stderr or b"").decode("utf-8", "replace"),
     )
+
+
+def last_failing_check(state: dict[str, Any]) -> str | None:
+    """The output of the last failing healthcheck in a container's inspected ``State``."""
+    for entry in reversed((state.get("Health") or {}).get("Log") or []):
+        if entry.get("ExitCode") != 0:
+            text = " ".join(str(entry.get("Output", "")).split())
+            return text[:HEALTH_OUTPUT_CHARS] or f"exit code {entry.get('ExitCode')}"
+    return None

@@ -7,6 +7,10 @@ from datetime import datetime
 from typing import Any
 
 
+def when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
 @dataclass(frozen=True)
 class ServiceFacts:
     service: str
@@ -65,6 +69,69 @@ class BackupFacts:
 
 
 @dataclass(frozen=True)
+class CertificateFacts:
+    """The leaf of the chain nginx is configured to serve."""
+
+    names: tuple[str, ...]
+    """Its subjectAltName DNS names, as written there."""
+    issuer: str
+    not_after: datetime
+    serial: str
+    fingerprint: str
+    """SHA-256 of the DER, hex."""
+    chain_length: int
+    placeholder: bool
+    """The acme client's self-signed stand-in (docker/acme/acme.sh placeholder)."""
+
+
+@dataclass(frozen=True)
+class AcmeFacts:
+    """The acme client's container and, when it runs, what ``astats-acme status`` printed."""
+
+    container: str
+    state: str
+    health: str | None
+    health_output: str | None
+    placeholder: bool | None = None
+    served_matches: bool | None = None
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    next_attempt: datetime | None = None
+    attempts_failed: int = 0
+    problem: str | None = None
+    """Why its status could not be read, when it runs and could not."""
+
+    @property
+    def reported(self) -> bool:
+        """Whether the fields from ``astats-acme status`` are known."""
+        return self.state == "running" and self.problem is None
+
+
+@dataclass(frozen=True)
+class TlsFacts:
+    """HTTPS as the nginx container's ``astats.tls.*`` labels describe it (absent: TLS off)."""
+
+    mode: str
+    """acme or files"""
+    domains: tuple[str, ...]
+    path: str
+    """The served chain, inside the nginx container."""
+    nginx: str
+    """The nginx container it was read from."""
+    certificate: CertificateFacts | None
+    problem: str | None = None
+    """Why the certificate could not be read from a running nginx."""
+    acme: AcmeFacts | None = None
+    """The acme client (acme mode); None when the stack has no such container."""
+
+    @property
+    def certificate_known(self) -> bool:
+        """False when nginx is not running: nothing was read, nothing is wrong with it yet."""
+        return self.certificate is not None or self.problem is not None
+
+
+@dataclass(frozen=True)
 class StackFacts:
     stack: str
     now: datetime
@@ -72,11 +139,10 @@ class StackFacts:
     disk: DiskFacts | None
     volumes: list[VolumeFacts] = field(default_factory=list)
     backups: BackupFacts | None = None
+    tls: TlsFacts | None = None
+    """None: TLS is off (or the stack has no nginx)."""
 
     def to_json(self, reasons: list[str]) -> dict[str, Any]:
-        def when(moment: datetime | None) -> str | None:
-            return moment.isoformat() if moment else None
-
         return {
             "stack": self.stack,
             "at": when(self.now),
@@ -133,5 +199,44 @@ class StackFacts:
                 "last_error": self.backups.last_error,
                 "drill": self.backups.drill,
                 "problem": self.backups.problem,
+            },
+            "tls": None if self.tls is None else self._tls_json(self.tls),
+        }
+
+    def _tls_json(self, tls: TlsFacts) -> dict[str, Any]:
+        cert, acme = tls.certificate, tls.acme
+        return {
+            "mode": tls.mode,
+            "domains": list(tls.domains),
+            "path": tls.path,
+            "nginx": tls.nginx,
+            "certificate": None
+            if cert is None
+            else {
+                "names": list(cert.names),
+                "issuer": cert.issuer,
+                "not_after": when(cert.not_after),
+                "days_left": (cert.not_after - self.now).days,
+                "serial": cert.serial,
+                "fingerprint_sha256": cert.fingerprint,
+                "chain_length": cert.chain_length,
+                "placeholder": cert.placeholder,
+            },
+            "problem": tls.problem,
+            "acme": None
+            if acme is None
+            else {
+                "container": acme.container,
+                "state": acme.state,
+                "health": acme.health,
+                "health_output": acme.health_output,
+                "placeholder": acme.placeholder,
+                "served_matches": acme.served_matches,
+                "last_attempt": when(acme.last_attempt),
+                "last_success": when(acme.last_success),
+                "last_error": acme.last_error,
+                "next_attempt": when(acme.next_attempt),
+                "attempts_failed": acme.attempts_failed,
+                "problem": acme.problem,
             },
         }

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from astats_console.certificates import certificate_problems
 from astats_console.durations import format_duration
 from astats_console.facts import BackupFacts, DiskFacts, ServiceFacts, StackFacts
 
@@ -115,4 +116,7 @@ def attention_reasons(facts: StackFacts, thresholds: Thresholds) -> list[str]:
     if disk is not None:
         reasons.append(disk)
     reasons.extend(backup_reasons(facts.backups, facts.now))
+    # The acme container's state and health have their service's own line above.
+    problems = certificate_problems(facts.tls, facts.now, client_state=False)
+    reasons.extend(f"certificate: {problem.text}" for problem in problems)
     return reasons

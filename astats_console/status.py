@@ -12,7 +12,7 @@ import os
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from docker.client import DockerClient
@@ -24,13 +24,19 @@ from rich.table import Table
 from rich.text import Text
 
 from astats_console.backups import backup_facts
+from astats_console.certificates import renewal_text, tls_facts
 from astats_console.durations import format_bytes, format_duration, parse_engine_time
-from astats_console.engine import is_local_engine, run_in
-from astats_console.facts import BackupFacts, DiskFacts, ServiceFacts, StackFacts, VolumeFacts
+from astats_console.engine import is_local_engine, last_failing_check, run_in
+from astats_console.facts import (
+    BackupFacts,
+    DiskFacts,
+    ServiceFacts,
+    StackFacts,
+    TlsFacts,
+    VolumeFacts,
+)
 from astats_console.reasons import Thresholds, attention_reasons
 from astats_console.stack import STACK_LABEL, Stack
-
-HEALTH_OUTPUT_CHARS = 300
 
 
 def memory_used(stats: dict[str, Any]) -> int | None:
@@ -56,14 +62,6 @@ def cpu_percent(stats: dict[str, Any]) -> float | None:
     if system_delta <= 0 or cpu_delta < 0:
         return None
     return float(100.0 * cpu_delta / system_delta * cpus)
-
-
-def last_failing_check(state: dict[str, Any]) -> str | None:
-    for entry in reversed((state.get("Health") or {}).get("Log") or []):
-        if entry.get("ExitCode") != 0:
-            text = " ".join(str(entry.get("Output", "")).split())
-            return text[:HEALTH_OUTPUT_CHARS] or f"exit code {entry.get('ExitCode')}"
-    return None
 
 
 def service_facts(
@@ -235,6 +233,7 @@ def collect(
         disk=disk_facts(stack.client, containers),
         volumes=volume_facts(stack.client, stack.name),
         backups=backup_facts(stack) if with_backups else backups,
+        tls=tls_facts(containers),
     )
 
 
@@ -290,6 +289,7 @@ def render(facts: StackFacts, reasons: list[str]) -> Group:
     lines.append(f"volumes: {volumes or 'none labelled for this stack'}")
     lines.extend(_backup_lines(facts.backups, facts.now))
     summary = [Text(line) for line in lines]
+    summary.extend(_tls_lines(facts.tls, facts.now))
     if reasons:
         summary += [Text(f"ATTENTION {reason}", style="bold red") for reason in reasons]
     else:
@@ -320,6 +320,36 @@ def _backup_lines(backups: BackupFacts | None, now: datetime) -> list[str]:
     if backups.drill:
         lines.append(f"last drill: {backups.drill}")
     lines.append(f"scheduler last error: {backups.last_error or 'none'}")
+    return lines
+
+
+def _tls_lines(tls: TlsFacts | None, now: datetime) -> list[Text]:
+    if tls is None:
+        return [Text("TLS: off", style="dim")]
+    cert = tls.certificate
+    if tls.problem is not None:
+        served = tls.problem
+    elif cert is None:
+        served = f"not read: {tls.nginx} is not running"
+    elif cert.placeholder:
+        served = "the self-signed placeholder, until the first certificate is obtained"
+    else:
+        left = cert.not_after - now
+        days = f"{left.days} days left" if left > timedelta(0) else "EXPIRED"
+        served = (
+            f"{', '.join(cert.names) or 'no DNS names'} issued by {cert.issuer}, "
+            f"expires {cert.not_after:%Y-%m-%d %H:%M} UTC ({days})"
+        )
+    lines = [Text(f"certificate ({tls.mode}): {served}")]
+    acme = tls.acme
+    if tls.mode == "acme":
+        if acme is None:
+            client = "no acme container in this stack"
+        elif acme.state != "running":
+            client = f"not running ({acme.state})"
+        else:
+            client = acme.problem or renewal_text(acme, now)
+        lines.append(Text(f"acme client: {client}"))
     return lines
 
 

@@ -1,4 +1,5 @@
-"""``astats watch``: the stack's engine events and periodic disk/backup checks, as reports.
+"""``astats watch``: the stack's engine events and periodic disk, backup and certificate checks,
+as reports.
 
 Each report is one line on stdout and, with ``--webhook``, a JSON POST (see webhook.py). The
 event stream is re-opened from the last event seen when the connection drops.
@@ -16,10 +17,12 @@ from docker.errors import DockerException
 from rich.console import Console
 
 from astats_console.backups import backup_facts
+from astats_console.certificates import tls_facts
+from astats_console.engine import last_failing_check
 from astats_console.errors import one_line
 from astats_console.reasons import Thresholds
 from astats_console.stack import STACK_LABEL, Stack
-from astats_console.status import disk_facts, last_failing_check
+from astats_console.status import disk_facts
 from astats_console.watchrules import Report, Rules, event_time
 from astats_console.webhook import Webhook
 
@@ -77,8 +80,9 @@ def _checks(stack: Stack, rules: Rules, out: queue.Queue[Report | str], every: t
             found = rules.on_check(
                 disk_facts(stack.client, containers), backup_facts(stack), datetime.now(UTC)
             )
+            found += rules.on_certificates(tls_facts(containers), datetime.now(UTC))
         except DockerException as exc:
-            out.put(f"disk and backup check failed: {one_line(str(exc))}")
+            out.put(f"disk, backup and certificate check failed: {one_line(str(exc))}")
         else:
             for report in found:
                 out.put(report)

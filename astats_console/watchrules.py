@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from astats_console.certificates import certificate_problems, unknown_groups
 from astats_console.durations import format_duration
-from astats_console.facts import BackupFacts, DiskFacts
+from astats_console.facts import BackupFacts, DiskFacts, TlsFacts
 from astats_console.reasons import Thresholds, backup_problems, disk_reason, restart_loop
 
 # A die this soon after a kill request is the end of a stop, not a crash.
@@ -19,14 +20,17 @@ STOP_GRACE = timedelta(minutes=2)
 class Report:
     at: datetime
     kind: str
-    """oom, exit, unhealthy, restart-loop, disk, backup"""
+    """oom, exit, unhealthy, restart-loop, disk, backup, certificate"""
     service: str
     container: str
     message: str
+    resolved: bool = False
+    """The end of a problem reported before (certificates)."""
 
     def line(self) -> str:
         where = f"{self.service} ({self.container})" if self.container else self.service
-        return f"{self.at.isoformat(timespec='seconds')} {self.kind} {where}: {self.message}"
+        message = f"resolved: {self.message}" if self.resolved else self.message
+        return f"{self.at.isoformat(timespec='seconds')} {self.kind} {where}: {message}"
 
     def payload(self, stack: str) -> dict[str, Any]:
         return {
@@ -36,6 +40,7 @@ class Report:
             "service": self.service,
             "container": self.container,
             "message": self.message,
+            "resolved": self.resolved,
             "text": self.line(),
         }
 
@@ -53,6 +58,7 @@ class Rules:
         self.loop_reported: dict[str, datetime] = {}
         self.kill_requested: dict[str, datetime] = {}
         self.open_problems: set[str] = set()
+        self.open_certificates: dict[str, Report] = {}
 
     def on_event(self, event: dict[str, Any], health_output: str | None = None) -> list[Report]:
         action = str(event.get("Action") or event.get("status") or "")
@@ -105,4 +111,24 @@ class Rules:
             current[f"backup:{key}"] = Report(now, "backup", "backup", "", text)
         reports = [found for key, found in current.items() if key not in self.open_problems]
         self.open_problems = set(current)
+        return reports
+
+    def on_certificates(self, tls: TlsFacts | None, now: datetime) -> list[Report]:
+        """Certificate problems, each reported when it starts and, resolved, when it ends. What
+        could not be looked at this time (nginx or the acme client not running) stays as it was."""
+        unknown = unknown_groups(tls)
+        current = {
+            problem.key: Report(
+                now, "certificate", problem.service, problem.container, problem.text
+            )
+            for problem in certificate_problems(tls, now)
+        }
+        reports = [found for key, found in current.items() if key not in self.open_certificates]
+        still_open = dict(current)
+        for key, opened in self.open_certificates.items():
+            if key in current or key.split(":", 1)[0] in unknown:
+                still_open[key] = opened
+            else:
+                reports.append(replace(opened, at=now, resolved=True))
+        self.open_certificates = still_open
         return reports

@@ -79,6 +79,7 @@ class MiniStack:
         volumes: dict[str, str] | None = None,
         alias: str | None = None,
         user: str | None = None,
+        labels: dict[str, str] | None = None,
         start: bool = True,
     ) -> Container:
         endpoint = self.client.api.create_endpoint_config(aliases=[alias] if alias else None)
@@ -88,7 +89,7 @@ class MiniStack:
             name=f"astats-{self.name}-{service}-{uuid.uuid4().hex[:6]}",
             entrypoint=entrypoint,
             environment=environment,
-            labels=contract_labels(self.name, service),
+            labels={**contract_labels(self.name, service), **(labels or {})},
             healthcheck=healthcheck,
             mem_limit=f"{memory_mb}m",
             memswap_limit=f"{memory_mb}m",
@@ -101,7 +102,7 @@ class MiniStack:
         )
         self.containers.append(container)
         if uploads:
-            container.put_archive("/", _tar(uploads))
+            self.upload(container, uploads)
         if start:
             container.start()
         return container
@@ -177,6 +178,9 @@ class MiniStack:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} never appeared in the logs of {container.name}")
             time.sleep(0.2)
+
+    def upload(self, container: Container, files: dict[str, tuple[str, int]]) -> None:
+        container.put_archive("/", _tar(files))
 
     def close(self) -> None:
         for container in reversed(self.containers):

@@ -5,13 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from astats_console.status import (
-    cpu_percent,
-    last_failing_check,
-    memory_used,
-    parse_df,
-    service_facts,
-)
+from astats_console.engine import last_failing_check
+from astats_console.status import cpu_percent, memory_used, parse_df, service_facts
 
 STARTED = "2026-11-25T04:07:16.353330485Z"
 
