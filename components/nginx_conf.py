@@ -338,9 +338,9 @@ def _tls_listen(tls: TlsConf, runtime: NginxRuntime) -> list[str]:
 
 
 def _tls_settings(tls: TlsConf) -> list[str]:
-    # No ssl_ecdh_curve: nginx's `auto` keeps OpenSSL's own list, which from OpenSSL 3.5 (the
-    # nginx image) starts with Mozilla's post-quantum X25519MLKEM768 and then X25519, while a
-    # list naming it stops an older OpenSSL (3.0 in Debian bookworm) from starting at all.
+    # No ssl_ecdh_curve: nginx's `auto` keeps OpenSSL's own list, which from OpenSSL 3.5
+    # starts with Mozilla's first choice, the post-quantum X25519MLKEM768, then X25519, while
+    # a list naming it keeps nginx on an older OpenSSL (3.0 in Debian bookworm) from starting.
     # No OCSP stapling: Let's Encrypt ended its OCSP service; revocation is by CRL.
     return [
         f"ssl_certificate {tls.certificate};",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -134,6 +135,10 @@ class LocalNginx:
     def legacy_http2(self) -> bool:
         return _release(self.version) < HTTP2_DIRECTIVE_SINCE
 
+    @functools.cached_property
+    def openssl(self) -> tuple[int, ...]:
+        return openssl_release([self.binary, "-V"])
+
     def command(self, root: Path, *args: str) -> list[str]:
         return [self.binary, "-p", str(root), "-c", str(root / "nginx.conf"), *args]
 
@@ -167,6 +172,10 @@ class ContainerNginx:
     @property
     def legacy_http2(self) -> bool:
         return _release(self.version) < HTTP2_DIRECTIVE_SINCE
+
+    @functools.cached_property
+    def openssl(self) -> tuple[int, ...]:
+        return openssl_release(["docker", "run", "--rm", self.image, "nginx", "-V"])
 
     def command(self, root: Path, *args: str) -> list[str]:
         name = f"astats-test-nginx-{uuid.uuid4().hex[:12]}"
@@ -219,6 +228,16 @@ def nginx_version(command: Sequence[str]) -> str:
     result = subprocess.run(list(command), capture_output=True, text=True, check=False)
     output = result.stderr + result.stdout
     return output.split("nginx/", 1)[1].split()[0] if "nginx/" in output else "?"
+
+
+def openssl_release(command: Sequence[str]) -> tuple[int, ...]:
+    """The OpenSSL nginx runs with, from `nginx -V` ("running with" when it differs from the
+    one it was built with)."""
+    result = subprocess.run(list(command), capture_output=True, text=True, check=False)
+    found = re.findall(r"OpenSSL (\d+(?:\.\d+)+)", result.stderr + result.stdout)
+    if not found:
+        raise NginxUnavailableError(f"`{' '.join(command)}` names no OpenSSL")
+    return tuple(int(part) for part in found[-1].split("."))
 
 
 def _release(version: str) -> tuple[int, ...]:

@@ -262,6 +262,44 @@ def test_a_request_over_http2_reaches_the_backend(
     body, status = result.stdout.rsplit("\n", 1)
     assert status == "2 200"
     assert '"x-forwarded-proto":"https"' in body
+    # HTTP/2 has :authority, not Host; the backend still sees the client's host and port.
+    assert f'"host":"localhost:{https_proxy.https_port}"' in body
+    assert f'"x-forwarded-host":"localhost:{https_proxy.https_port}"' in body
+
+
+def test_a_post_quantum_client_gets_a_hybrid_key_exchange_where_openssl_has_one(
+    https_proxy: harness.Nginx, container_nginx: harness.ContainerNginx, test_ca: Path
+) -> None:
+    """No ssl_ecdh_curve: OpenSSL's own groups, post-quantum X25519MLKEM768 first from 3.5
+    (Mozilla's first choice too), X25519 before; curl from the current image offers both."""
+    expected = "X25519MLKEM768" if https_proxy.runner.openssl >= (3, 5) else "X25519"
+    result = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--volume",
+            f"{test_ca}:/test-ca.pem:ro",
+            container_nginx.image,
+            "curl",
+            "--verbose",
+            "--silent",
+            "--output",
+            "/dev/null",
+            "--cacert",
+            "/test-ca.pem",
+            https_proxy.https_url("/healthz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    connection = next(line for line in result.stderr.splitlines() if "SSL connection" in line)
+    assert f"/ {expected.lower()} /" in connection.lower(), connection
 
 
 @pytest.mark.parametrize("version", CURRENT_VERSIONS)
