@@ -187,10 +187,6 @@ class Problem:
     container: str
     text: str
 
-    @property
-    def group(self) -> str:
-        return self.key.split(":", 1)[0]
-
 
 def unknown_groups(tls: TlsFacts | None) -> set[str]:
     """The groups nothing was learned of this time: their problems neither start nor end."""
