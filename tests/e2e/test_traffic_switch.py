@@ -38,16 +38,20 @@ def service_containers(stack: str, service: str) -> list[dict[str, object]]:
 
 def nginx_state(stack: str) -> list[dict[str, object]]:
     """What tells a replaced, restarted or killed nginx apart: its id, restarts and last exit."""
-    return [
-        {
-            "id": str(item["Id"])[:12],
-            "restarts": item["RestartCount"],
-            "started": item["State"]["StartedAt"],
-            "oom_killed": item["State"]["OOMKilled"],
-            "exit_code": item["State"]["ExitCode"],
-        }
-        for item in service_containers(stack, "nginx")
-    ]
+    states = []
+    for item in service_containers(stack, "nginx"):
+        state = item["State"]
+        assert isinstance(state, dict)
+        states.append(
+            {
+                "id": str(item["Id"])[:12],
+                "restarts": item["RestartCount"],
+                "started": state["StartedAt"],
+                "oom_killed": state["OOMKilled"],
+                "exit_code": state["ExitCode"],
+            }
+        )
+    return states
 
 
 def set_backend_env(deployment: Deployment, name: str, value: str | None) -> None:
