@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,25 @@ def graded_proxy(
         yield running
 
 
-def scan(testssl: str, nginx: harness.Nginx, ca: Path, report: Path) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Scan:
+    findings: list[dict[str, Any]]
+    output: str
+    """testssl's terminal output, for a failure's message."""
+
+    @property
+    def missing(self) -> set[str]:
+        return CHECKS_RUN - {f["id"] for f in self.findings}
+
+    @property
+    def trouble(self) -> list[dict[str, Any]]:
+        return [f for f in self.findings if f["severity"] in SCANNER_TROUBLE]
+
+    def why(self) -> str:
+        return f"testssl's output ends:\n{self.output[-3000:]}"
+
+
+def scan(testssl: str, nginx: harness.Nginx, ca: Path, report: Path) -> Scan:
     command = [
         testssl,
         "--quiet",
@@ -84,10 +103,10 @@ def scan(testssl: str, nginx: harness.Nginx, ca: Path, report: Path) -> list[dic
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=SCAN_TIMEOUT_S, check=False
     )
+    output = result.stdout + result.stderr
     if not report.exists():
-        pytest.fail(f"testssl wrote no report (exit {result.returncode}):\n{result.stdout}")
-    findings: list[dict[str, Any]] = json.loads(report.read_text())
-    return findings
+        pytest.fail(f"testssl wrote no report (exit {result.returncode}):\n{output}")
+    return Scan(json.loads(report.read_text()), output)
 
 
 def offered_suites(findings: list[dict[str, Any]]) -> set[str]:
@@ -112,15 +131,14 @@ def test_testssl_finds_nothing_high_or_critical(
     graded_proxy: harness.Nginx, test_ca: Path, tmp_path: Path
 ) -> None:
     testssl = find_testssl()
-    findings = scan(testssl, graded_proxy, test_ca, tmp_path / "testssl.json")
-    if any(f["severity"] in SCANNER_TROUBLE for f in findings):
-        # A check that lost its connection once gets one more scan before it counts.
-        findings = scan(testssl, graded_proxy, test_ca, tmp_path / "testssl-again.json")
+    result = scan(testssl, graded_proxy, test_ca, tmp_path / "testssl.json")
+    if result.missing or result.trouble:
+        # On a busy machine a check can lose its connection: one more scan before it counts.
+        result = scan(testssl, graded_proxy, test_ca, tmp_path / "testssl-again.json")
 
-    missing = CHECKS_RUN - {f["id"] for f in findings}
-    assert not missing, f"testssl skipped part of the scan: {sorted(missing)}"
-    trouble = [f for f in findings if f["severity"] in SCANNER_TROUBLE]
-    assert not trouble, f"testssl could not complete every check: {trouble}"
+    assert not result.missing, f"testssl skipped {sorted(result.missing)}; {result.why()}"
+    assert not result.trouble, f"testssl could not complete {result.trouble}; {result.why()}"
+    findings = result.findings
     suites = offered_suites(findings)
     assert suites, "the cipher listing is empty"
     blocking = [f for f in findings if f["severity"] in BLOCKING and not excused(f, suites)]
