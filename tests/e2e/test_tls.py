@@ -16,6 +16,7 @@ import secrets
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -124,6 +125,31 @@ def test_a_cold_up_ends_serving_a_certificate_from_the_acme_server(
     )
     assert plain.status_code in (301, 308)
     assert plain.headers["location"] == f"https://{HOST}:{tls_deployment.https_port}/api/db?x=1"
+
+
+def test_the_console_shows_the_certificate_in_use(tls_deployment: TlsDeployment) -> None:
+    stack = tls_deployment.project.stack
+    shown = subprocess.run(
+        [sys.executable, "-m", "astats_console", "--stack", stack, "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    status = json.loads(shown.stdout)
+    tls = status["tls"]
+    assert tls["mode"] == "acme" and tls["domains"] == [HOST]
+    certificate = tls["certificate"]
+    assert certificate["names"] == [HOST]
+    assert certificate["placeholder"] is False
+    assert "Pebble" in certificate["issuer"], certificate["issuer"]
+    acme = tls["acme"]
+    assert acme["served_matches"] is True
+    assert acme["attempts_failed"] == 0 and acme["last_error"] is None
+    # pebble's certificates live 10 days: under the 14 days that need attention.
+    assert certificate["days_left"] < 14
+    assert any("days left" in reason for reason in status["reasons"]), status["reasons"]
+    assert shown.returncode == 1
 
 
 def test_a_backend_rollout_over_https_fails_no_request(tls_deployment: TlsDeployment) -> None:
