@@ -200,6 +200,7 @@ def test_a_new_backend_image_backs_up_migrates_and_replaces_without_a_failed_req
     MEASURED["rollout_s"] = round(elapsed, 1)
     MEASURED["rollout_requests"] = load.report.requests
     MEASURED["rollout_failed_requests"] = len(load.report.failures)
+    MEASURED["rollout_resent_requests"] = len(load.report.resent)
     MEASURED["rollout_latency_max_s"] = round(load.report.max_s, 3)
     MEASURED["ws_close_codes"] = [client.close_code for client in clients]
 

@@ -167,6 +167,7 @@ def test_a_backend_rollout_over_https_fails_no_request(tls_deployment: TlsDeploy
     report = load.report
     print(
         f"TLS rollout: {report.requests} requests, {len(report.failures)} failed, "
+        f"{len(report.resent)} resent, "
         f"max {report.max_s:.3f} s, p99 {report.p99_s:.3f} s"
     )
     assert report.requests > 50

@@ -66,6 +66,7 @@ def record(label: str, report: LoadReport) -> None:
     MEASURED[label] = {
         "requests": report.requests,
         "failed": len(report.failures),
+        "resent": len(report.resent),
         "over_1s": report.slower_than(SLOW_S),
         "max_s": round(report.max_s, 3),
         "p99_s": round(report.p99_s, 3),
@@ -151,6 +152,7 @@ def test_ten_backend_replacements_in_a_row_fail_no_request(deployment: Deploymen
                 "max_s": round(during.report.max_s, 3),
                 "p99_s": round(during.report.p99_s, 3),
                 "requests": during.report.requests,
+                "resent": len(during.report.resent),
                 "steps_s": {
                     k: v for k, v in step_seconds(read_events(log)).items() if BACKEND_STEP.match(k)
                 },
