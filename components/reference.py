@@ -36,6 +36,8 @@ def _type_name(annotation: Any) -> str:
         return " | ".join(names) + " (optional)"
     if origin is typing.Annotated:
         return _type_name(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return " \\| ".join(str(choice) for choice in typing.get_args(annotation))
     if origin is not None:
         return {dict: "map", tuple: "list", list: "list"}.get(origin, str(origin))
     return getattr(annotation, "__name__", str(annotation))
