@@ -81,8 +81,10 @@ class Cockpit:
 cockpit = Cockpit()
 
 
+# async: answered on the event loop, so the health check needs no thread from the pool, which
+# cannot grow while the container is at its PIDs limit (and whose idle threads end after 10 s).
 @app.get("/health")
-def health() -> dict[str, Any]:
+async def health() -> dict[str, Any]:
     return {
         "status": "ok",
         "database_configured": database_url() is not None,
