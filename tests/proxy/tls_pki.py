@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.pki import ca_certificate
+
 LEAF_NAME = "localhost"
 LEAF_ADDRESS = "127.0.0.1"
 LEAF_DAYS = 90
@@ -39,60 +41,14 @@ class Pki:
         return path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "astats tests"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _ca(
-    common_name: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-    now: datetime.datetime,
-    path_length: int,
-) -> x509.Certificate:
-    issuer_cert, issuer_key = issuer if issuer is not None else (None, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(issuer_cert.subject if issuer_cert is not None else _name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
-        )
-    )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 def make_pki() -> Pki:
     now = datetime.datetime.now(datetime.UTC)
     root_key = ec.generate_private_key(ec.SECP256R1())
-    root = _ca("astats test root", root_key, None, now, path_length=1)
+    root = ca_certificate("astats test root", root_key, None, now, path_length=1)
     middle_key = ec.generate_private_key(ec.SECP256R1())
-    middle = _ca("astats test intermediate", middle_key, (root, root_key), now, path_length=0)
+    middle = ca_certificate(
+        "astats test intermediate", middle_key, (root, root_key), now, path_length=0
+    )
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     leaf = (
         x509.CertificateBuilder()
