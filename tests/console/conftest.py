@@ -27,6 +27,8 @@ class Images:
     postgres: str
     backup: str
     python: str
+    database: str = ""
+    """The repo's database image (pgBackRest added) on the stand-in."""
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +51,12 @@ def console_images(engine: DockerClient, tmp_path_factory: pytest.TempPathFactor
     # The builders take their own cross-process locks and build once per run.
     base = images.bookworm_base(tmp_path_factory.mktemp("bookworm"))
     postgres = images.postgres_standin(base)
+    database = images.database_image(postgres)
     return Images(
         postgres=postgres,
-        backup=images.backup_image(postgres),
+        backup=images.backup_image(database),
         python=python_image.python_standin(base),
+        database=database,
     )
 
 

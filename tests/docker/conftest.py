@@ -85,7 +85,8 @@ def test_images(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -
     # A failure from here on (bootstrap, the stand-in, the repo's Dockerfile) fails every test.
     base = images.bookworm_base(tmp_path_factory.mktemp("bookworm"))
     postgres = images.postgres_standin(base)
-    return Images(postgres=postgres, backup=images.backup_image(postgres))
+    database = images.database_image(postgres)
+    return Images(postgres=postgres, backup=images.backup_image(database), database=database)
 
 
 @pytest.fixture

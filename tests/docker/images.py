@@ -25,9 +25,11 @@ from tests.support.debian_images import build_lock, built_once_per_run, debian_b
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKUP_DOCKERFILE = REPO_ROOT / "docker" / "backup" / "Dockerfile"
+DATABASE_DOCKERFILE = REPO_ROOT / "docker" / "postgres" / "Dockerfile"
 BASE_TAG = "astats-test/bookworm:minbase"
 POSTGRES_TAG = "astats-test/postgres:15-bookworm"
 BACKUP_TAG = "astats-test/backup:latest"
+DATABASE_TAG = "astats-test/database:latest"
 SUITE = "bookworm"
 
 POSTGRES_DOCKERFILE = """\
@@ -118,8 +120,27 @@ def postgres_standin(base: str) -> str:
     return built_once_per_run("postgres-standin", POSTGRES_TAG, build)
 
 
+def database_image(postgres_image: str) -> str:
+    """Build the repo's database Dockerfile (pgBackRest added), as the program does, on
+    ``postgres_image``."""
+    argv = [
+        "docker",
+        "build",
+        "--file",
+        str(DATABASE_DOCKERFILE),
+        "--build-arg",
+        f"POSTGRES_IMAGE={postgres_image}",
+        "--tag",
+        DATABASE_TAG,
+        str(REPO_ROOT),
+    ]
+    what = f"building {DATABASE_DOCKERFILE.relative_to(REPO_ROOT)}"
+    return built_once_per_run("database-image", DATABASE_TAG, lambda: run_step(argv, what))
+
+
 def backup_image(postgres_image: str) -> str:
-    """Build the repo's backup Dockerfile, as the program does, on ``postgres_image``."""
+    """Build the repo's backup Dockerfile, as the program does, on ``postgres_image`` (the
+    database image, which carries pgBackRest)."""
     argv = [
         "docker",
         "build",

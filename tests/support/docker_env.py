@@ -24,6 +24,8 @@ ROWS = 200
 class Images:
     postgres: str
     backup: str
+    database: str = ""
+    """The repo's database image (pgBackRest added) on the stand-in."""
 
 
 @dataclass(frozen=True)
