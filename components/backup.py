@@ -13,6 +13,7 @@ from components.container import Attachment, Mount, ServiceSpec, Tmpfs, service_
 from components.endpoint import DatabaseEndpoint
 from components.image import built_image
 from components.launcher import launcher_entrypoint, launcher_files
+from components.pitr import PGDATA, REPOSITORY_MOUNT, SOCKET_DIR, OffsiteKeys, pgbackrest_env
 from components.service import ComponentInputs
 
 BACKUPS_MOUNT = "/backups"
@@ -54,6 +55,15 @@ def schedule_command(settings: BackupSettings, log_file: str) -> list[str]:
         argv += [f"--s3-bucket={s3.bucket}", f"--s3-prefix={s3.prefix}", f"--s3-region={s3.region}"]
         if s3.endpoint_url:
             argv.append(f"--s3-endpoint-url={s3.endpoint_url}")
+    if settings.archiving:
+        pitr = settings.pitr
+        argv += [
+            "--pitr",
+            f"--pitr-archive-timeout-s={pitr.archive_timeout_s}",
+            f"--pitr-full-every-hours={pitr.full_every_hours}",
+            f"--pitr-diff-every-hours={pitr.diff_every_hours}",
+            f"--pitr-drill-every-hours={pitr.drill_every_hours}",
+        ]
     return argv
 
 
@@ -87,12 +97,23 @@ class BackupSecrets:
             secrets.s3_access_key_id, secrets.s3_secret_access_key, secrets.alert_webhook_url
         )
 
-    def files(self, database_password: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
+    @property
+    def offsite_keys(self) -> OffsiteKeys | None:
+        if self.s3_access_key_id is None or self.s3_secret_access_key is None:
+            return None
+        return OffsiteKeys(self.s3_access_key_id, self.s3_secret_access_key)
+
+    def files(
+        self, database_password: pulumi.Output[str], *, archive_offsite: bool = False
+    ) -> dict[str, pulumi.Output[str]]:
         """The launcher's secret files, by the variable each one becomes."""
         secrets = {"PGPASSWORD": database_password}
-        if self.s3_access_key_id is not None and self.s3_secret_access_key is not None:
-            secrets["AWS_ACCESS_KEY_ID"] = self.s3_access_key_id
-            secrets["AWS_SECRET_ACCESS_KEY"] = self.s3_secret_access_key
+        keys = self.offsite_keys
+        if keys is not None:
+            secrets["AWS_ACCESS_KEY_ID"] = keys.access_key_id
+            secrets["AWS_SECRET_ACCESS_KEY"] = keys.secret_access_key
+            if archive_offsite:
+                secrets |= keys.env_files()
         if self.alert_webhook_url is not None:
             secrets[ALERT_WEBHOOK_ENV] = self.alert_webhook_url
         return secrets
@@ -102,8 +123,11 @@ class BackupSecrets:
 class BackupsInputs(ComponentInputs):
     settings: BackupSettings
     database: DatabaseEndpoint
-    server_image: str
-    """The database server's image, which the backup image is built on."""
+    server_image: pulumi.Output[str]
+    """The database's image id (pgBackRest added), which the backup image is built on."""
+    server_image_name: str
+    """Its local name, for the backup image's FROM."""
+    db_user: str
     secrets: BackupSecrets
     backend_user: str
     """`uid:gid` of the backend, whose log the scheduler rotates as a member of its group."""
@@ -119,15 +143,17 @@ class Backups(pulumi.ComponentResource):
         super().__init__("astats:backup:Backups", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         stack, settings, secrets = inputs.stack, inputs.settings, inputs.secrets
-        # Built on the configured postgres image, so pg_dump matches the server's major version.
+        # Built on the database's image, so pg_dump matches the server's major version and
+        # pgBackRest its archiver's; the base's id is an argument, so a new base rebuilds it.
         self.image = built_image(
             "image",
             repository=stack.docker_name("backup"),
             build=BuildSettings(
                 context=".",
                 dockerfile=BACKUP_DOCKERFILE,
-                args={"POSTGRES_IMAGE": inputs.server_image},
+                args={"POSTGRES_IMAGE": inputs.server_image_name},
             ),
+            base_id=inputs.server_image,
             opts=child,
         )
         self.container = None
@@ -136,18 +162,32 @@ class Backups(pulumi.ComponentResource):
             # The data network is internal: offsite copies and alerts leave through the edge.
             if settings.s3 is not None or secrets.alert_webhook_url is not None:
                 networks.append(Attachment(stack.networks.edge))
+            envs = dict(inputs.database.libpq_env())
+            mounts = [
+                Mount(stack.volumes.backups, BACKUPS_MOUNT),
+                Mount(stack.volumes.backend_logs, LOGS_MOUNT),
+            ]
+            if settings.archiving:
+                # pgBackRest copies the data directory's files (read-only here, as the server's
+                # own user) and talks to the server over its socket.
+                envs |= pgbackrest_env(settings, inputs.db_user)
+                mounts += [
+                    Mount(stack.volumes.pgdata, PGDATA, read_only=True),
+                    Mount(stack.volumes.pgbackrest, REPOSITORY_MOUNT),
+                    Mount(stack.volumes.pgsocket, SOCKET_DIR),
+                ]
+            archive_offsite = settings.offsite_archive is not None
             spec = ServiceSpec(
                 service="backup",
                 image=self.image,
                 limits=settings,
                 entrypoint=launcher_entrypoint(),
                 command=schedule_command(settings, LOG_FILE),
-                envs=inputs.database.libpq_env(),
-                files=launcher_files(secrets.files(inputs.database.password)),
-                mounts=[
-                    Mount(stack.volumes.backups, BACKUPS_MOUNT),
-                    Mount(stack.volumes.backend_logs, LOGS_MOUNT),
-                ],
+                envs=envs,
+                files=launcher_files(
+                    secrets.files(inputs.database.password, archive_offsite=archive_offsite)
+                ),
+                mounts=mounts,
                 networks=networks,
                 health_test=health_command(settings),
                 healthcheck=SCHEDULE_HEALTHCHECK,

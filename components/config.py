@@ -296,6 +296,14 @@ class DatabaseSettings(Settings):
     protect_volume: bool = Field(
         True, description="Refuse to delete or replace the data volume (pulumi state unprotect)."
     )
+    restored_volume: str | None = Field(
+        None,
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,254}$",
+        description=(
+            "The volume a point-in-time restore made (astats restore sets it); the server runs "
+            "on it and the original data volume is kept."
+        ),
+    )
     # pg_isready is a small C program: checking every 2 s costs little and lets a rollout move
     # on as soon as the server accepts connections.
     healthcheck: Healthcheck = Healthcheck(interval_s=2, retries=25, start_period_s=30)
@@ -343,6 +351,44 @@ class S3Settings(Settings):
     prefix: str = Field("", description="Key prefix, e.g. astats/prod.")
     region: str = Field("us-east-1", description="Bucket region.")
     endpoint_url: str | None = Field(None, description="For S3-compatible stores (MinIO, ...).")
+
+
+class PitrSettings(Settings):
+    """Continuous WAL archiving and physical backups with pgBackRest (point-in-time restore)."""
+
+    enabled: bool = Field(
+        True, description="Archive WAL continuously and take physical backups (pgBackRest)."
+    )
+    archive_timeout_s: int = Field(
+        60, ge=10, le=3600, description="Longest an idle database waits to archive its WAL."
+    )
+    full_every_hours: int = Field(
+        168, ge=1, le=8760, description="Hours between full physical backups."
+    )
+    diff_every_hours: int = Field(
+        24, ge=1, le=8760, description="Hours between differential physical backups."
+    )
+    retention_full: int = Field(
+        2, ge=1, le=100, description="Full backups kept (with their WAL) in each repository."
+    )
+    drill_every_hours: int = Field(
+        24, ge=1, le=8760, description="Hours between restore drills of the newest physical backup."
+    )
+    offsite: bool = Field(
+        True, description="With backup.s3 set, archive there too (a second repository; HTTPS)."
+    )
+
+    @model_validator(mode="after")
+    def _diff_within_full(self) -> PitrSettings:
+        if self.diff_every_hours > self.full_every_hours:
+            raise _conflict(
+                "{diff} ({d}) is longer than {full} ({f}): a differential backup would never "
+                "be due; fix: set {diff} to at most {f}",
+                {"diff": "diffEveryHours", "full": "fullEveryHours"},
+                d=self.diff_every_hours,
+                f=self.full_every_hours,
+            )
+        return self
 
 
 class AlertSettings(Settings):
@@ -393,6 +439,34 @@ class BackupSettings(Settings):
         None, ge=5, le=10_080, description="Drill at most this often (unset: after each backup)."
     )
     alerts: AlertSettings = AlertSettings()
+    pitr: PitrSettings = PitrSettings()
+
+    @model_validator(mode="after")
+    def _offsite_archive_over_https(self) -> BackupSettings:
+        # pgBackRest's S3 client speaks HTTPS only.
+        endpoint = self.s3.endpoint_url if self.s3 is not None else None
+        if (
+            self.pitr.enabled
+            and self.pitr.offsite
+            and endpoint
+            and urlsplit(endpoint).scheme != "https"
+        ):
+            raise _conflict(
+                "{endpoint} is not https://: pgBackRest archives to S3 over HTTPS only; "
+                "fix: give the store's https:// address, or set {offsite} to false",
+                {"endpoint": "s3.endpointUrl", "offsite": "pitr.offsite"},
+            )
+        return self
+
+    @property
+    def archiving(self) -> bool:
+        """Continuous archiving runs: the scheduler takes the physical backups it needs."""
+        return self.enabled and self.pitr.enabled
+
+    @property
+    def offsite_archive(self) -> S3Settings | None:
+        """The S3 store WAL and physical backups also go to (pgBackRest's second repository)."""
+        return self.s3 if self.archiving and self.pitr.offsite else None
 
 
 def _domain(name: str) -> str:

@@ -63,6 +63,10 @@ class VolumeNames:
     """The ACME client's account, certificates and status (tls.mode acme)."""
     acme_webroot: pulumi.Input[str] | None = None
     """The HTTP-01 challenge files nginx serves for the ACME client (tls.mode acme)."""
+    pgbackrest: pulumi.Input[str] = ""
+    """pgBackRest's repository and spool: archived WAL and physical backups."""
+    pgsocket: pulumi.Input[str] = ""
+    """The database's socket directory, shared with the scheduler for pgBackRest."""
 
 
 def docker_name(stack: str, role: str) -> str:

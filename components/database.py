@@ -1,5 +1,7 @@
 """PostgreSQL: a retained data volume, no host port, the password delivered as a file; the
-server runs as the image's own `postgres` user."""
+server runs as the image's own `postgres` user. The image is the configured one with pgBackRest
+added (docker/postgres), and with `backup.pitr` on the server archives its WAL continuously
+(components/pitr.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,18 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.config import DatabaseSettings
+from components.config import BackupSettings, BuildSettings, DatabaseSettings
 from components.container import Attachment, Files, Mount, ServiceSpec, Tmpfs
 from components.endpoint import DatabaseEndpoint
-from components.image import referenced_image
+from components.image import built_image
+from components.pitr import (
+    REPOSITORY_MOUNT,
+    SECRET_CONFIG,
+    SOCKET_DIR,
+    OffsiteKeys,
+    pgbackrest_env,
+    server_options,
+)
 from components.service import ComponentInputs, Service
 
 DB_ALIAS = "db"
@@ -24,8 +34,9 @@ PGDATA = "/var/lib/postgresql/data"
 SERVER_USER = "postgres"
 # Where the server and the entrypoint write outside PGDATA: the socket and its lock file, and
 # the entrypoint's and psql's scratch files.
-SCRATCH = (Tmpfs("/var/run/postgresql", 1), Tmpfs("/tmp", 16))
+SCRATCH = (Tmpfs(SOCKET_DIR, 1), Tmpfs("/tmp", 16))
 PSQL_HISTORY = "/tmp/.psql_history"
+DATABASE_DOCKERFILE = "docker/postgres/Dockerfile"
 
 
 def pg_isready_test(settings: DatabaseSettings) -> list[str]:
@@ -38,10 +49,17 @@ def pg_isready_test(settings: DatabaseSettings) -> list[str]:
 class DatabaseInputs(ComponentInputs):
     settings: DatabaseSettings
     password: pulumi.Output[str]
+    backup: BackupSettings
+    """Whether (and where) the server archives its WAL: `backup.pitr`, `backup.s3`."""
+    offsite_keys: OffsiteKeys | None = None
 
 
 class Database(Service):
     endpoint: DatabaseEndpoint
+    image: pulumi.Output[str]
+    """The built image's id."""
+    image_name: str
+    """Its local name (`astats-<stack>-database:latest`), what images built on it start FROM."""
 
     def __init__(
         self, name: str, inputs: DatabaseInputs, opts: pulumi.ResourceOptions | None = None
@@ -53,25 +71,56 @@ class Database(Service):
         self.endpoint = DatabaseEndpoint(
             host=DB_ALIAS, name=settings.name, user=settings.user, password=inputs.password
         )
-        image = referenced_image("image", reference=settings.image, opts=child)
+        # The scheduler's image is built on this one (components/backup.py), so both run the
+        # same pgBackRest and the same server binaries.
+        self.image = built_image(
+            "image",
+            repository=inputs.stack.docker_name("database"),
+            build=BuildSettings(
+                context=".", dockerfile=DATABASE_DOCKERFILE, args={"POSTGRES_IMAGE": settings.image}
+            ),
+            opts=child,
+        )
+        self.image_name = f"{inputs.stack.docker_name('database')}:latest"
+        envs: dict[str, pulumi.Input[str]] = {
+            "POSTGRES_DB": settings.name,
+            "POSTGRES_USER": settings.user,
+            "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
+            "PGDATA": PGDATA,
+            # An operator's psql (astats psql) keeps its history on the tmpfs, not in
+            # the read-only home directory.
+            "PSQL_HISTORY": PSQL_HISTORY,
+        }
+        secrets: dict[str, pulumi.Input[str]] = {
+            "db_password": pulumi.Output.secret(inputs.password)
+        }
+        mounts = [Mount(inputs.stack.volumes.pgdata, PGDATA)]
+        scratch: tuple[Tmpfs, ...] = SCRATCH
+        command: list[str] = []
+        if inputs.backup.archiving:
+            envs |= pgbackrest_env(inputs.backup, settings.user)
+            if inputs.offsite_keys is not None and inputs.backup.offsite_archive is not None:
+                envs["PGBACKREST_CONFIG"] = f"{SECRETS_DIR}/{SECRET_CONFIG}"
+                secrets[SECRET_CONFIG] = inputs.offsite_keys.config_file()
+            # The socket directory is a volume the scheduler shares: pgBackRest reaches the
+            # server over its socket only.
+            mounts += [
+                Mount(inputs.stack.volumes.pgbackrest, REPOSITORY_MOUNT),
+                Mount(inputs.stack.volumes.pgsocket, SOCKET_DIR),
+            ]
+            scratch = tuple(t for t in SCRATCH if t.path != SOCKET_DIR)
+            command = server_options(inputs.backup)
         spec = ServiceSpec(
             service="db",
-            image=image,
+            image=self.image,
             limits=settings,
             shm_size_mb=settings.shm_size_mb,
-            envs={
-                "POSTGRES_DB": settings.name,
-                "POSTGRES_USER": settings.user,
-                "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
-                "PGDATA": PGDATA,
-                # An operator's psql (astats psql) keeps its history on the tmpfs, not in
-                # the read-only home directory.
-                "PSQL_HISTORY": PSQL_HISTORY,
-            },
-            files=Files(SECRETS_DIR, {"db_password": pulumi.Output.secret(inputs.password)}),
-            mounts=[Mount(inputs.stack.volumes.pgdata, PGDATA)],
+            command=command,
+            envs=envs,
+            files=Files(SECRETS_DIR, secrets),
+            mounts=mounts,
             user=SERVER_USER,
-            tmpfs=SCRATCH,
+            tmpfs=scratch,
             networks=[Attachment(inputs.stack.networks.data, aliases=[DB_ALIAS])],
             health_test=pg_isready_test(settings),
             healthcheck=settings.healthcheck,

@@ -24,13 +24,23 @@ def host_platform() -> str:
 
 
 def built_image(
-    name: str, *, repository: str, build: BuildSettings, opts: pulumi.ResourceOptions
+    name: str,
+    *,
+    repository: str,
+    build: BuildSettings,
+    opts: pulumi.ResourceOptions,
+    base_id: pulumi.Output[str] | None = None,
 ) -> pulumi.Output[str]:
     """Build locally with BuildKit (cache mounts persist between builds); return the image id.
 
     Containers run the image *id*: a rebuild that changes the image replaces them, while a
     rebuild that yields the same image (or none, the context being unchanged) changes nothing.
+    `base_id` is the id of a base image this stack builds too (named in `build.args`): passed
+    as the BASE_IMAGE_ID argument, so a new base rebuilds this image, after the base.
     """
+    args: dict[str, pulumi.Input[str]] = dict(sorted(build.args.items()))
+    if base_id is not None:
+        args["BASE_IMAGE_ID"] = base_id
     image = docker.Image(
         name,
         image_name=f"{repository}:latest",
@@ -38,7 +48,7 @@ def built_image(
             context=build.context,
             dockerfile=f"{build.context}/{build.dockerfile}",
             target=build.target,
-            args=dict(sorted(build.args.items())) or None,
+            args=args or None,
             builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
             platform=build.platform or host_platform(),
         ),

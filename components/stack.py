@@ -39,9 +39,16 @@ class AstatsStack(pulumi.ComponentResource):
         self.volumes = Volumes("volumes", stack=config.stack, settings=settings, opts=child)
         stack = StackContext.of(config.stack, settings, self.networks.names, self.volumes.names)
 
+        backup_secrets = BackupSecrets.of(secrets)
         self.database = Database(
             "database",
-            DatabaseInputs(stack=stack, settings=settings.database, password=secrets.db_password),
+            DatabaseInputs(
+                stack=stack,
+                settings=settings.database,
+                password=secrets.db_password,
+                backup=settings.backup,
+                offsite_keys=backup_secrets.offsite_keys,
+            ),
             opts=child,
         )
         release = BackendRelease(
@@ -66,8 +73,10 @@ class AstatsStack(pulumi.ComponentResource):
                 stack=stack,
                 settings=settings.backup,
                 database=self.database.endpoint,
-                server_image=settings.database.image,
-                secrets=BackupSecrets.of(secrets),
+                server_image=self.database.image,
+                server_image_name=self.database.image_name,
+                db_user=settings.database.user,
+                secrets=backup_secrets,
                 backend_user=settings.backend.user,
                 after=[self.database.container],
             ),

@@ -1,6 +1,7 @@
-"""The named volumes: database data, backups, the backend's logs, nginx's upstream files, the
-frontend's published assets and, with ACME, the certificates and the challenge files; all
-outlive a destroy."""
+"""The named volumes: database data (and the one a point-in-time restore moved it to),
+pgBackRest's repository, the database's socket directory, backups, the backend's logs, nginx's
+upstream files, the frontend's published assets and, with ACME, the certificates and the
+challenge files; all outlive a destroy."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from components.container import VolumeNames, contract_labels, docker_name
 
 class Volumes(pulumi.ComponentResource):
     pgdata: docker.Volume
+    restored: docker.Volume | None = None
+    pgbackrest: docker.Volume
+    pgsocket: docker.Volume
     backups: docker.Volume
     backend_logs: docker.Volume
     upstreams: docker.Volume
@@ -48,7 +52,18 @@ class Volumes(pulumi.ComponentResource):
             )
 
         self.pgdata = volume("pgdata", "db", settings.database.volume_name, protect)
+        server_data = self.pgdata
+        if settings.database.restored_volume is not None:
+            # Made by a point-in-time restore (astats restore), which names it here: the server
+            # moves to it, and the data volume above stays as it was. Not protected, so the next
+            # restore can take its place; retained, so that only forgets it.
+            server_data = self.restored = volume(
+                "pgdata-restored", "db", settings.database.restored_volume, False
+            )
         self.backups = volume("backups", "backup", settings.backup.volume_name, protect)
+        # Archived WAL and physical backups: the only way back to a point in time.
+        self.pgbackrest = volume("pgbackrest", "db", None, protect)
+        self.pgsocket = volume("pgsocket", "db", None, False)
         self.backend_logs = volume("backend-logs", "backend", None, False)
         self.upstreams = volume("upstreams", "nginx", None, False)
         self.assets = volume("assets", "frontend", None, False)
@@ -58,16 +73,19 @@ class Volumes(pulumi.ComponentResource):
             self.certs = volume("certs", "acme", None, protect)
             self.acme_webroot = volume("acme-webroot", "acme", None, False)
         self.names = VolumeNames(
-            pgdata=self.pgdata.name,
+            pgdata=server_data.name,
             backups=self.backups.name,
             backend_logs=self.backend_logs.name,
             upstreams=self.upstreams.name,
             assets=self.assets.name,
             certs=self.certs.name if self.certs else None,
             acme_webroot=self.acme_webroot.name if self.acme_webroot else None,
+            pgbackrest=self.pgbackrest.name,
+            pgsocket=self.pgsocket.name,
         )
         outputs: dict[str, pulumi.Input[str]] = {
-            "pgdata": self.pgdata.name,
+            "pgdata": server_data.name,
+            "pgbackrest": self.pgbackrest.name,
             "backups": self.backups.name,
             "backendLogs": self.backend_logs.name,
             "upstreams": self.upstreams.name,

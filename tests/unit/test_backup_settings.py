@@ -28,7 +28,8 @@ def with_backup(**backup: Any) -> dict[str, Any]:
 
 
 def test_drills_run_after_each_backup_unless_spaced_or_turned_off() -> None:
-    assert not any("drill" in a for a in scheduler(dev_config()).inputs["command"])
+    default = scheduler(dev_config()).inputs["command"]
+    assert not any(a.startswith(("--drill", "--no-drill")) for a in default)
     spaced = scheduler(with_backup(drillEveryMinutes=720)).inputs["command"]
     assert "--drill-every-minutes=720" in spaced
     assert "--no-drill" in scheduler(with_backup(drills=False)).inputs["command"]
