@@ -53,6 +53,152 @@ class VolumeFacts:
 
 
 @dataclass(frozen=True)
+class PhysicalBackup:
+    """One pgBackRest backup in the repository."""
+
+    label: str
+    type: str
+    """full, diff or incr"""
+    started_at: datetime | None
+    stopped_at: datetime | None
+    size_bytes: int | None
+    """The database's size in it."""
+    repo_bytes: int | None
+    """What it takes in the repository (compressed, and only the changes for diff and incr)."""
+
+
+@dataclass(frozen=True)
+class PhysicalRun:
+    """The scheduler's last physical backup run."""
+
+    type: str
+    ok: bool
+    finished_at: datetime | None
+    seconds: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PhysicalDrill:
+    """The last restore drill of a physical backup, replayed to a point in time."""
+
+    backup: str | None
+    recovered_to: datetime | None
+    ok: bool
+    finished_at: datetime | None
+    restore_seconds: float | None
+    summary: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ArchiveFacts:
+    """WAL archiving as the scheduler last saw it (the server's archive_status, pgBackRest's
+    spool)."""
+
+    last_archived_wal: str | None = None
+    last_archived_at: datetime | None = None
+    last_failed_wal: str | None = None
+    last_failed_at: datetime | None = None
+    pending_segments: int = 0
+    """Segments the server has finished and the archive has not taken yet."""
+    oldest_pending_age_s: float | None = None
+    pg_wal_bytes: int | None = None
+    repo_free_bytes: int | None = None
+    failing: bool = False
+    """The last failure is newer than the last success."""
+    lagging: bool = False
+    """The scheduler found a segment waiting longer than twice archive_timeout."""
+    reason: str | None = None
+    """pgBackRest's own words for the failure, one line."""
+
+
+@dataclass(frozen=True)
+class PitrFacts:
+    """The status file's ``pitr`` block: continuous archiving and physical backups."""
+
+    checked_at: datetime | None
+    archive_timeout_s: float
+    archive: ArchiveFacts
+    backups: tuple[PhysicalBackup, ...] = ()
+    """Oldest first: every backup when the block lists them, else the newest alone."""
+    backup_count: int = 0
+    oldest_backup_at: datetime | None = None
+    """The earliest moment a restore can reach: the start of the oldest backup."""
+    repo_bytes: int | None = None
+    last_backup_run: PhysicalRun | None = None
+    last_drill: PhysicalDrill | None = None
+
+    @property
+    def newest(self) -> PhysicalBackup | None:
+        return self.backups[-1] if self.backups else None
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        archive, run, drill = self.archive, self.last_backup_run, self.last_drill
+        return {
+            "checked_at": when(self.checked_at),
+            "checked_age_seconds": _age(self.checked_at, now),
+            "archive_timeout_s": self.archive_timeout_s,
+            "archive": {
+                "last_archived_wal": archive.last_archived_wal,
+                "last_archived_at": when(archive.last_archived_at),
+                "last_archived_age_seconds": _age(archive.last_archived_at, now),
+                "last_failed_wal": archive.last_failed_wal,
+                "last_failed_at": when(archive.last_failed_at),
+                "pending_segments": archive.pending_segments,
+                "oldest_pending_age_s": archive.oldest_pending_age_s,
+                "pg_wal_bytes": archive.pg_wal_bytes,
+                "repo_free_bytes": archive.repo_free_bytes,
+                "failing": archive.failing,
+                "lagging": archive.lagging,
+                "reason": archive.reason,
+            },
+            "backups": [physical_backup_json(b, now) for b in self.backups],
+            "backup_count": self.backup_count,
+            "oldest_backup_at": when(self.oldest_backup_at),
+            "repo_bytes": self.repo_bytes,
+            "last_backup_run": None
+            if run is None
+            else {
+                "type": run.type,
+                "ok": run.ok,
+                "finished_at": when(run.finished_at),
+                "seconds": run.seconds,
+                "error": run.error,
+            },
+            "last_drill": None if drill is None else physical_drill_json(drill),
+        }
+
+
+def _age(moment: datetime | None, now: datetime) -> int | None:
+    return int((now - moment).total_seconds()) if moment else None
+
+
+def physical_backup_json(backup: PhysicalBackup, now: datetime) -> dict[str, Any]:
+    return {
+        "label": backup.label,
+        "type": backup.type,
+        "started_at": when(backup.started_at),
+        "stopped_at": when(backup.stopped_at),
+        "age_seconds": _age(backup.stopped_at or backup.started_at, now),
+        "size_bytes": backup.size_bytes,
+        "repo_bytes": backup.repo_bytes,
+    }
+
+
+def physical_drill_json(drill: PhysicalDrill) -> dict[str, Any]:
+    return {
+        "backup": drill.backup,
+        "recovered_to": when(drill.recovered_to),
+        "ok": drill.ok,
+        "finished_at": when(drill.finished_at),
+        "restore_seconds": drill.restore_seconds,
+        "summary": drill.summary,
+        "error": drill.error,
+    }
+
+
+@dataclass(frozen=True)
 class BackupFacts:
     scheduler_state: str
     interval_minutes: float | None
@@ -66,6 +212,8 @@ class BackupFacts:
     drill: str | None = None
     problem: str | None = None
     """Why the backups could not be read, when they could not."""
+    pitr: PitrFacts | None = None
+    """None: the scheduler archives nothing (no ``pitr`` block in its status file)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +347,7 @@ class StackFacts:
                 "last_error": self.backups.last_error,
                 "drill": self.backups.drill,
                 "problem": self.backups.problem,
+                "pitr": None if self.backups.pitr is None else self.backups.pitr.to_json(self.now),
             },
             "tls": None if self.tls is None else self._tls_json(self.tls),
         }

@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from astats_console.archiving import pitr_lines, pitr_reasons
 from astats_console.backups import backup_facts
 from astats_console.certificates import renewal_text, tls_facts
 from astats_console.durations import format_bytes, format_duration, parse_engine_time
@@ -288,6 +289,8 @@ def render(facts: StackFacts, reasons: list[str]) -> Group:
     )
     lines.append(f"volumes: {volumes or 'none labelled for this stack'}")
     lines.extend(_backup_lines(facts.backups, facts.now))
+    if facts.backups is not None and facts.backups.problem is None:
+        lines.extend(pitr_lines(facts.backups.pitr, facts.now))
     summary = [Text(line) for line in lines]
     summary.extend(_tls_lines(facts.tls, facts.now))
     if reasons:
@@ -353,6 +356,12 @@ def _tls_lines(tls: TlsFacts | None, now: datetime) -> list[Text]:
     return lines
 
 
+def stack_reasons(facts: StackFacts, thresholds: Thresholds) -> list[str]:
+    """Everything that needs attention: the services, disk, backups and certificates, then WAL
+    archiving and physical backups when the scheduler archives."""
+    return attention_reasons(facts, thresholds) + pitr_reasons(facts.backups, facts.now)
+
+
 def run_status(
     stack: Stack,
     thresholds: Thresholds,
@@ -361,7 +370,7 @@ def run_status(
     as_json: bool,
 ) -> int:
     facts = collect(stack)
-    reasons = attention_reasons(facts, thresholds)
+    reasons = stack_reasons(facts, thresholds)
     if as_json:
         console.print_json(json.dumps(facts.to_json(reasons)))
     else:
@@ -384,7 +393,7 @@ def watch_status(stack: Stack, thresholds: Thresholds, console: Console, interva
                 facts = collect(stack, with_backups=refresh, backups=backups)
                 if refresh:
                     backups, backups_at = facts.backups, time.monotonic()
-                reasons = attention_reasons(facts, thresholds)
+                reasons = stack_reasons(facts, thresholds)
                 code = 1 if reasons else 0
                 live.update(render(facts, reasons), refresh=True)
                 time.sleep(interval_s)

@@ -1,5 +1,6 @@
 """``astats watch``: the stack's engine events and periodic disk, backup and certificate checks,
-as reports.
+as reports. The backup check covers the dumps and, when the scheduler archives WAL, archiving
+and the physical backups (archiving.py).
 
 Each report is one line on stdout and, with ``--webhook``, a JSON POST (see webhook.py). The
 event stream is re-opened from the last event seen when the connection drops.

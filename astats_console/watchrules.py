@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from astats_console.archiving import pitr_problems
 from astats_console.certificates import certificate_problems, unknown_groups
 from astats_console.durations import format_duration
 from astats_console.facts import BackupFacts, DiskFacts, TlsFacts
@@ -20,12 +21,12 @@ STOP_GRACE = timedelta(minutes=2)
 class Report:
     at: datetime
     kind: str
-    """oom, exit, unhealthy, restart-loop, disk, backup, certificate"""
+    """oom, exit, unhealthy, restart-loop, disk, backup, pitr, certificate"""
     service: str
     container: str
     message: str
     resolved: bool = False
-    """The end of a problem reported before (certificates)."""
+    """The end of a problem reported before (WAL archiving, physical backups, certificates)."""
 
     def line(self) -> str:
         where = f"{self.service} ({self.container})" if self.container else self.service
@@ -58,6 +59,7 @@ class Rules:
         self.loop_reported: dict[str, datetime] = {}
         self.kill_requested: dict[str, datetime] = {}
         self.open_problems: set[str] = set()
+        self.open_pitr: dict[str, Report] = {}
         self.open_certificates: dict[str, Report] = {}
 
     def on_event(self, event: dict[str, Any], health_output: str | None = None) -> list[Report]:
@@ -102,7 +104,8 @@ class Rules:
     def on_check(
         self, disk: DiskFacts | None, backups: BackupFacts | None, now: datetime
     ) -> list[Report]:
-        """Disk and backup problems, each reported when it starts (again after it cleared)."""
+        """Disk and backup problems, each reported when it starts (again after it cleared); WAL
+        archiving and physical backup problems also when they end."""
         current = {}
         disk_problem = disk_reason(disk, self.thresholds)
         if disk_problem is not None:
@@ -111,6 +114,23 @@ class Rules:
             current[f"backup:{key}"] = Report(now, "backup", "backup", "", text)
         reports = [found for key, found in current.items() if key not in self.open_problems]
         self.open_problems = set(current)
+        return reports + self._on_pitr(backups, now)
+
+    def _on_pitr(self, backups: BackupFacts | None, now: datetime) -> list[Report]:
+        """While the status file cannot be read, its problems neither start nor end."""
+        if backups is not None and backups.problem is not None:
+            return []
+        current = {
+            key: Report(now, "pitr", "backup", "", text)
+            for key, text in pitr_problems(backups.pitr if backups else None, now)
+        }
+        reports = [found for key, found in current.items() if key not in self.open_pitr]
+        reports += [
+            replace(opened, at=now, resolved=True)
+            for key, opened in self.open_pitr.items()
+            if key not in current
+        ]
+        self.open_pitr = {key: self.open_pitr.get(key, found) for key, found in current.items()}
         return reports
 
     def on_certificates(self, tls: TlsFacts | None, now: datetime) -> list[Report]:
