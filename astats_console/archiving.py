@@ -176,8 +176,8 @@ def pitr_lines(pitr: PitrFacts | None, now: datetime) -> list[str]:
     else:
         repo = f", {format_bytes(pitr.repo_bytes)} in the repository" if pitr.repo_bytes else ""
         lines.append(
-            f"physical backups: newest {_backup_text(newest, now)}; {reach_text(pitr, now)} "
-            f"({pitr.backup_count} in all{repo})"
+            f"physical backups: newest {_backup_text(newest, now)}, {pitr.backup_count} in all"
+            f"{repo}; {reach_text(pitr, now)}"
         )
     lines.append(f"last physical drill: {drill_text(pitr.last_drill, now)}")
     return lines
