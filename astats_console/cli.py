@@ -14,7 +14,16 @@ from docker.errors import DockerException
 from rich.console import Console
 from rich.table import Table
 
-from astats_console import backups, exec, logs, restore, status, watch
+from astats_console import (
+    backups,
+    exec,
+    logs,
+    pitr_repo,
+    pitr_restore,
+    restore,
+    status,
+    watch,
+)
 from astats_console.durations import format_bytes, format_duration, parse_duration, parse_since
 from astats_console.engine import connect
 from astats_console.errors import ConsoleError, one_line
@@ -149,9 +158,34 @@ def cmd_backups(args: argparse.Namespace, stack: Stack, out: Console, err: Conso
 
 
 def cmd_restore(args: argparse.Namespace, stack: Stack, out: Console, err: Console) -> int:
-    if args.file and args.latest:
-        raise ConsoleError("give a backup file or --latest, not both")
-    request = restore.RestoreRequest(file=args.file, latest=args.latest, yes=args.yes)
+    chosen = [
+        name
+        for name, given in (
+            ("FILE", args.file),
+            ("--latest", args.latest),
+            ("--to", args.to),
+            ("--latest-dump", args.latest_dump),
+        )
+        if given
+    ]
+    if len(chosen) != 1:
+        raise ConsoleError(
+            "say what to restore: --to TIME or --latest (point in time), or a dump file or "
+            "--latest-dump (see astats backups)"
+            + (f"; got {' and '.join(chosen)}" if chosen else "")
+        )
+    physical_only = [
+        n for n, v in (("--check-sql", args.check_sql), ("--dry-run", args.dry_run)) if v
+    ]
+    if (args.file or args.latest_dump) and physical_only:
+        raise ConsoleError(f"{' and '.join(physical_only)} go with --to or --latest, not a dump")
+    if args.to or args.latest:
+        target = pitr_repo.parse_time(args.to) if args.to else None
+        pitr = pitr_restore.PitrRequest(
+            target=target, yes=args.yes, check_sql=args.check_sql, dry_run=args.dry_run
+        )
+        return pitr_restore.run_pitr_restore(stack, stack.client, pitr, out)
+    request = restore.RestoreRequest(file=args.file, latest=args.latest_dump, yes=args.yes)
     return restore.run_restore(stack, request, out)
 
 
@@ -247,10 +281,23 @@ def build_parser() -> argparse.ArgumentParser:
     rs = add(
         "restore",
         cmd_restore,
-        "stop the backend, restore a verified backup, start it and wait until it is healthy",
+        "restore to a point in time (--to, --latest) into a new volume, check it and switch the "
+        "stack to it; or load a verified dump (FILE, --latest-dump)",
     )
-    rs.add_argument("file", nargs="?", metavar="FILE", help="a backup name or /backups path")
-    rs.add_argument("--latest", action="store_true", help="the newest verified backup")
+    rs.add_argument("file", nargs="?", metavar="FILE", help="a dump's name or /backups path")
+    rs.add_argument(
+        "--to", metavar="TIME", help="point in time, ISO 8601 (UTC unless it names a zone)"
+    )
+    rs.add_argument("--latest", action="store_true", help="up to the newest archived WAL")
+    rs.add_argument("--latest-dump", action="store_true", help="the newest verified dump")
+    rs.add_argument(
+        "--check-sql", metavar="SQL", help="a query the restored data must pass before the switch"
+    )
+    rs.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="restore and check into a new volume, then remove it; switch nothing",
+    )
     rs.add_argument("--yes", action="store_true", help="do not ask (needed without a TTY)")
 
     add(

@@ -47,7 +47,7 @@ def choose(entries: list[BackupEntry], request: RestoreRequest) -> BackupEntry:
             raise ConsoleError(f"no verified backup in {BACKUPS_DIR}; nothing was changed")
         return verified[-1]
     if not request.file:
-        raise ConsoleError("name a backup file or pass --latest (see: astats backups)")
+        raise ConsoleError("name a dump file or pass --latest-dump (see: astats backups)")
     name = request.file.rsplit("/", 1)[-1]
     if request.file.startswith("/") and request.file != f"{BACKUPS_DIR}/{name}":
         raise ConsoleError(

@@ -182,6 +182,9 @@ class ServiceSpec:
     """Supplementary groups (gids), for files another service shares with its group."""
     labels: Mapping[str, str] = field(default_factory=dict)
     """Labels beyond the stack's own, for operators' tools (the console reads them)."""
+    init: bool = False
+    """Run Docker's init as PID 1, to reap processes orphaned to it: a server that is PID 1
+    itself (PostgreSQL) takes an unknown child's exit for a crash of its own."""
 
 
 @dataclass(frozen=True)
@@ -352,6 +355,7 @@ def service_container(
         memory_swap=spec.limits.memory_mb,
         cpus=docker_cpus(spec.limits.cpus),
         shm_size=spec.shm_size_mb,
+        init=spec.init or None,
         user=spec.user,
         group_adds=list(spec.group_add) or None,
         read_only=True,

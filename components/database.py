@@ -110,6 +110,8 @@ class Database(Service):
             ]
             scratch = tuple(t for t in SCRATCH if t.path != SOCKET_DIR)
             command = server_options(inputs.backup)
+        # pgBackRest's asynchronous archive-push leaves a process behind that is reparented to
+        # PID 1; the postmaster, as PID 1, would reap it and restart as after a crash.
         spec = ServiceSpec(
             service="db",
             image=self.image,
@@ -121,6 +123,7 @@ class Database(Service):
             mounts=mounts,
             user=SERVER_USER,
             tmpfs=scratch,
+            init=inputs.backup.archiving,
             networks=[Attachment(inputs.stack.networks.data, aliases=[DB_ALIAS])],
             health_test=pg_isready_test(settings),
             healthcheck=settings.healthcheck,

@@ -1,6 +1,6 @@
 """Continuous WAL archiving with pgBackRest: what the database and the scheduler share.
 
-The server pushes each WAL segment through `astats-archive-push` (docker/postgres), the
+The server pushes each WAL segment through `pgbackrest-archive-push` (docker/postgres), the
 scheduler takes the physical backups and drills them, and `astats restore --to` restores from
 the same repository. All three read one configuration: the `PGBACKREST_*` environment below,
 so no container carries a pgbackrest.conf. The repository lives on a volume of its own
@@ -23,7 +23,7 @@ REPO1_PATH = f"{REPOSITORY_MOUNT}/repo"
 SPOOL_PATH = f"{REPOSITORY_MOUNT}/spool"
 SOCKET_DIR = "/var/run/postgresql"
 PGDATA = "/var/lib/postgresql/data"
-ARCHIVE_COMMAND = "astats-archive-push %p"
+ARCHIVE_COMMAND = "pgbackrest-archive-push %p"
 SECRET_CONFIG = "pgbackrest.conf"
 """The database's file of S3 keys, a pgBackRest configuration file in its secrets directory."""
 

@@ -21,10 +21,11 @@ from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 
 from components.backup import health_command, schedule_command
-from components.config import BackupSettings
+from components.config import BackupSettings, PitrSettings
 from components.container import contract_labels
 from components.database import PASSWORD_FILE, PGDATA
 from components.launcher import SECRETS_DIR, launcher_entrypoint
+from components.pitr import REPOSITORY_MOUNT, SOCKET_DIR, pgbackrest_env, server_options
 
 SECOND = 1_000_000_000
 DB_USER = "astats"
@@ -81,6 +82,7 @@ class MiniStack:
         user: str | None = None,
         labels: dict[str, str] | None = None,
         start: bool = True,
+        init: bool | None = None,
     ) -> Container:
         endpoint = self.client.api.create_endpoint_config(aliases=[alias] if alias else None)
         container = self.client.containers.create(
@@ -98,6 +100,7 @@ class MiniStack:
             network=self.network,
             networking_config={self.network: endpoint},
             user=user,
+            init=init,
             log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
         )
         self.containers.append(container)
@@ -137,10 +140,42 @@ class MiniStack:
             memory_mb=512,
         )
 
+    def archiving_database(self, database_image: str, archive_timeout_s: int = 10) -> Container:
+        """The database as components/database.py runs it with backup.pitr on: WAL archived
+        through pgBackRest into the stack's repository volume."""
+        settings = BackupSettings(pitr=PitrSettings(archive_timeout_s=archive_timeout_s))
+        return self.create(
+            "db",
+            database_image,
+            server_options(settings),
+            environment={
+                "POSTGRES_DB": DB_NAME,
+                "POSTGRES_USER": DB_USER,
+                "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
+                "PGDATA": PGDATA,
+                **pgbackrest_env(settings, DB_USER),
+            },
+            uploads={PASSWORD_FILE: (self.password, 0o444)},
+            healthcheck=health(
+                ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME]
+            ),
+            volumes={
+                self.volume("pgdata", "db"): PGDATA,
+                self.volume("pgbackrest", "db"): REPOSITORY_MOUNT,
+                self.volume("pgsocket", "db"): SOCKET_DIR,
+            },
+            alias="db",
+            memory_mb=512,
+            user="postgres",
+            init=True,
+        )
+
     def scheduler(self, backup_image: str, interval_minutes: int = 600) -> Container:
         """The backup scheduler as components/backup.py runs it (no drill: the stand-in's role
         may create databases, but a drill per test costs time the tests do not need)."""
-        settings = BackupSettings(interval_minutes=interval_minutes, drills=False)
+        settings = BackupSettings(
+            interval_minutes=interval_minutes, drills=False, pitr=PitrSettings(enabled=False)
+        )
         return self.launched(
             "backup",
             backup_image,
@@ -186,7 +221,8 @@ class MiniStack:
         for container in reversed(self.containers):
             with contextlib.suppress(NotFound):
                 container.remove(force=True, v=True)
-        for volume in self.volumes:
+        labelled = self.client.volumes.list(filters={"label": f"astats.stack={self.name}"})
+        for volume in [*self.volumes, *(v.name for v in labelled)]:
             with contextlib.suppress(DockerException):
                 self.client.volumes.get(volume).remove(force=True)
         with contextlib.suppress(DockerException):

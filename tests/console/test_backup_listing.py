@@ -119,5 +119,5 @@ def test_restore_refuses_what_it_cannot_verify_or_find() -> None:
         choose(entries, RestoreRequest("x.dump", False, True))
     with pytest.raises(ConsoleError, match="is not in /backups"):
         choose(entries, RestoreRequest("/tmp/a.dump", False, True))
-    with pytest.raises(ConsoleError, match="--latest"):
+    with pytest.raises(ConsoleError, match="--latest-dump"):
         choose(entries, RestoreRequest(None, False, True))

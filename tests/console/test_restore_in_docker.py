@@ -127,7 +127,7 @@ def test_a_failed_restore_leaves_the_backend_stopped_and_says_what_to_do(
 
 def test_backup_and_restore_need_a_running_scheduler(deployed: Deployed) -> None:
     deployed.scheduler.stop(timeout=10)
-    for args in (("backup",), ("restore", "--latest", "--yes"), ("backups",)):
+    for args in (("backup",), ("restore", "--latest-dump", "--yes"), ("backups",)):
         result = astats(deployed.stack.name, *args)
         assert result.returncode == 1
         assert result.stderr.startswith(f"astats {args[0]}: error: the backup scheduler of stack")

@@ -29,7 +29,7 @@ from components.backup import (
     health_command,
     schedule_command,
 )
-from components.config import BackupSettings
+from components.config import BackupSettings, PitrSettings
 from components.container import contract_labels
 from components.database import DB_ALIAS
 from components.jobs import JobSpec, docker_run_argv
@@ -38,6 +38,9 @@ from components.migration import pre_migration_backup_job
 from tests.pulumi_harness import in_fresh_loop, value_of
 from tests.support.docker import docker, hardened, write_files
 from tests.support.docker_env import DATABASE, ROWS, Env, endpoint, sql, start_database
+
+# The dump scheduler on its own; the physical steps have their own tests.
+NO_ARCHIVING = PitrSettings(enabled=False)
 
 BACKEND_LOG = "LATEST_LOG.txt"
 BACKEND_UID = 10001
@@ -265,7 +268,9 @@ def test_scheduler_backs_up_rotates_the_backend_log_and_reports_healthy(
 ) -> None:
     start_database(env, tmp_path)
     backups, logs = env.volume("backups"), env.volume("logs")
-    settings = BackupSettings(interval_minutes=5, log_rotate_max_mb=1, log_rotate_keep=2)
+    settings = BackupSettings(
+        interval_minutes=5, log_rotate_max_mb=1, log_rotate_keep=2, pitr=NO_ARCHIVING
+    )
     log_size = 3 * 1024 * 1024 // 2 // len(LOG_LINE) * len(LOG_LINE)
     write_backend_log(env, logs, log_size)
     options = [
@@ -356,7 +361,7 @@ def test_backups_taken_by_the_scheduler_are_readable_by_the_image_user(
             f"--volume={backups}:{BACKUPS_MOUNT}",
             f"--volume={logs}:{LOGS_MOUNT}",
         ],
-        [*schedule_command(BackupSettings(), BACKEND_LOG), "--once"],
+        [*schedule_command(BackupSettings(pitr=NO_ARCHIVING), BACKEND_LOG), "--once"],
         {"PGPASSWORD": env.password},
     )
     ran = subprocess.run(

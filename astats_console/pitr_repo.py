@@ -1,0 +1,198 @@
+"""pgBackRest's repository as the console sees it: which volume, which image, which settings,
+and one-off containers that read it (never the running database's).
+
+The database and the scheduler carry the same `PGBACKREST_*` environment (components/pitr.py);
+the console takes it from them, keeps only the local repository (repo1: the S3 store's keys are
+the containers' secrets, not the console's), and runs pgBackRest in throwaway containers of the
+database's image with the repository volume mounted read-only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from docker.client import DockerClient
+from docker.errors import DockerException, ImageNotFound
+from docker.models.containers import Container
+from docker.types import Mount
+
+from astats_console.engine import ExecResult
+from astats_console.errors import ConsoleError, one_line
+from astats_console.stack import Stack
+
+REPOSITORY_MOUNT = "/var/lib/pgbackrest"
+PGDATA = "/var/lib/postgresql/data"
+SERVER_USER = "postgres"
+ENV_PREFIX = "PGBACKREST_"
+TOOL_SERVICE = "pitr-restore"
+"""The `astats.service` label of the console's throwaway containers."""
+
+
+def parse_time(text: str) -> datetime:
+    """An operator's restore target: ISO 8601; without a zone it is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+    except ValueError:
+        raise ConsoleError(
+            f"--to {text!r} is not a time: give ISO 8601, e.g. 2026-12-03T12:00:00Z "
+            "(UTC unless it names a zone)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PhysicalBackup:
+    label: str
+    kind: str
+    started: datetime
+    stopped: datetime
+
+
+@dataclass(frozen=True)
+class RepositoryInfo:
+    backups: list[PhysicalBackup]
+    archive_max: str | None
+
+    @property
+    def earliest(self) -> datetime | None:
+        """The earliest moment a restore can reach: the end of the oldest backup."""
+        return min((b.stopped for b in self.backups), default=None)
+
+
+def parse_info(text: str) -> RepositoryInfo:
+    """`pgbackrest info --output=json` for the one stanza."""
+    try:
+        stanzas = json.loads(text)
+        stanza = stanzas[0]
+        backups = [
+            PhysicalBackup(
+                label=b["label"],
+                kind=b["type"],
+                started=datetime.fromtimestamp(b["timestamp"]["start"], UTC),
+                stopped=datetime.fromtimestamp(b["timestamp"]["stop"], UTC),
+            )
+            for b in stanza.get("backup", [])
+            if not b.get("error")
+        ]
+        archives = [a.get("max") for a in stanza.get("archive", []) if a.get("max")]
+    except (ValueError, LookupError, TypeError) as exc:
+        raise ConsoleError(f"pgbackrest info gave no stanza this console can read: {exc}") from None
+    return RepositoryInfo(sorted(backups, key=lambda b: b.stopped), max(archives, default=None))
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where a stack's archive is and how to run pgBackRest on it."""
+
+    stack: str
+    volume: str
+    image: str
+    env: dict[str, str]
+    db_user: str
+    db_name: str
+
+    def tool_env(self) -> dict[str, str]:
+        """The repository's settings for reading it here: repo1 only, no spool, no async."""
+        keep = {
+            k: v
+            for k, v in self.env.items()
+            if not k.startswith("PGBACKREST_REPO2_")
+            and k not in ("PGBACKREST_CONFIG", "PGBACKREST_ARCHIVE_ASYNC", "PGBACKREST_SPOOL_PATH")
+        }
+        return keep | {"PGBACKREST_REPO": "1", "PGDATA": PGDATA}
+
+
+def _env_of(container: Container) -> dict[str, str]:
+    pairs = (str(e).partition("=") for e in (container.attrs.get("Config") or {}).get("Env") or [])
+    return {name: value for name, _, value in pairs}
+
+
+def find_repository(client: DockerClient, stack: Stack) -> Repository:
+    """The stack's repository, from its scheduler (or database) container's settings."""
+    holders = [c for service in ("backup", "db") for c in stack.containers(service)]
+    for container in holders:
+        env = _env_of(container)
+        if "PGBACKREST_STANZA" not in env:
+            continue
+        mounts = container.attrs.get("Mounts") or []
+        volume = next(
+            (m.get("Name") for m in mounts if m.get("Destination") == REPOSITORY_MOUNT), None
+        )
+        if not volume:
+            continue
+        image = f"astats-{stack.name}-database:latest"
+        try:
+            client.images.get(image)
+        except ImageNotFound:
+            if service_image(container) is None:
+                raise ConsoleError(
+                    f"the database image {image} is not on this engine; run pulumi up"
+                ) from None
+            image = service_image(container) or image
+        except DockerException as exc:
+            raise ConsoleError(f"cannot read the database image: {one_line(str(exc))}") from exc
+        return Repository(
+            stack=stack.name,
+            volume=str(volume),
+            image=image,
+            env={k: v for k, v in env.items() if k.startswith(ENV_PREFIX)},
+            db_user=env.get("PGBACKREST_PG1_USER") or env.get("PGUSER") or "postgres",
+            db_name=env.get("PGDATABASE") or env.get("POSTGRES_DB") or "postgres",
+        )
+    raise ConsoleError(
+        f"stack {stack.name!r} has no continuous archiving (no scheduler or database with "
+        "pgBackRest's settings): restore a dump instead (astats restore --latest-dump), or "
+        "turn on backup.pitr and run pulumi up"
+    )
+
+
+def service_image(container: Container) -> str | None:
+    image = container.attrs.get("Image")
+    return str(image) if image else None
+
+
+def run_tool(
+    client: DockerClient,
+    repo: Repository,
+    argv: list[str],
+    *,
+    data_volume: str | None = None,
+    what: str,
+) -> ExecResult:
+    """`argv` in a throwaway container of the database image: the repository read-only, and
+    `data_volume` (a new volume being restored into) read-write at PGDATA."""
+    mounts = [Mount(REPOSITORY_MOUNT, repo.volume, type="volume", read_only=True)]
+    if data_volume is not None:
+        mounts.append(Mount(PGDATA, data_volume, type="volume"))
+    try:
+        container = client.containers.run(
+            repo.image,
+            argv,
+            entrypoint=[],
+            user=SERVER_USER,
+            environment=repo.tool_env(),
+            mounts=mounts,
+            tmpfs={"/tmp": "rw,size=64m"},
+            network_mode="none",
+            read_only=True,
+            labels={"astats.stack": repo.stack, "astats.service": TOOL_SERVICE},
+            detach=True,
+        )
+    except DockerException as exc:
+        raise ConsoleError(f"{what} could not start: {one_line(str(exc))}") from exc
+    try:
+        code = int(container.wait().get("StatusCode", 1))
+        stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
+        stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    return ExecResult(code, stdout, stderr)
+
+
+def repository_info(client: DockerClient, repo: Repository) -> RepositoryInfo:
+    result = run_tool(client, repo, ["pgbackrest", "info", "--output=json"], what="pgbackrest info")
+    if not result.ok:
+        raise ConsoleError(f"pgbackrest info failed: {result.error_text()}; nothing was changed")
+    return parse_info(result.stdout)

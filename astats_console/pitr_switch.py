@@ -1,0 +1,147 @@
+"""The switch of a point-in-time restore: the stack moves to the restored volume through the
+program, so a `pulumi preview` afterwards plans no change.
+
+The stack's config names the volume (`database.restoredVolume`) and `pulumi up` replaces the
+database (and the scheduler, which mounts the data read-only). The backend is stopped for just
+that, and started again after. If `pulumi up` fails, the config goes back to what it was and
+`pulumi up` runs again, so the stack is left on its previous volume.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from docker.errors import DockerException
+from docker.models.containers import Container
+
+from astats_console.errors import ConsoleError, one_line
+from astats_console.pitr_repo import PGDATA
+from astats_console.restore import STOP_GRACE_S, Steps, health_budget_s, wait_healthy
+from astats_console.stack import Stack
+
+CONFIG_KEY = "astats:database.restoredVolume"
+
+
+class SwitchedUnhealthyError(ConsoleError):
+    """The database runs on the new volume, but the backend did not come back healthy."""
+
+
+UP_TIMEOUT_S = 1800
+
+
+def project_dir(start: Path | None = None) -> Path:
+    for directory in (start or Path.cwd(), *(start or Path.cwd()).parents):
+        if (directory / "Pulumi.yaml").is_file():
+            return directory
+    raise ConsoleError(
+        "the switch runs pulumi up: run astats from the project directory (where Pulumi.yaml "
+        "is); nothing was switched"
+    )
+
+
+def pulumi_argv(project: Path) -> list[str]:
+    """scripts/pulumi (the project's state and passphrase), else the CLI on PATH."""
+    wrapper = project / "scripts" / "pulumi"
+    if wrapper.is_file():
+        return [str(wrapper)]
+    found = shutil.which("pulumi")
+    if found is None:
+        raise ConsoleError("no pulumi CLI on PATH; nothing was switched")
+    return [found]
+
+
+def _pulumi(project: Path, args: list[str], stack: str) -> subprocess.CompletedProcess[str]:
+    argv = [*pulumi_argv(project), *args, "--stack", stack, "--non-interactive"]
+    try:
+        return subprocess.run(
+            argv, cwd=project, capture_output=True, text=True, timeout=UP_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(argv, 1, "", str(exc))
+
+
+def _said(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return one_line((errors or lines or [f"exit code {result.returncode}"])[-1])
+
+
+def data_volume_of(container: Container) -> str | None:
+    for mount in container.attrs.get("Mounts") or []:
+        if mount.get("Destination") == PGDATA and mount.get("Name"):
+            return str(mount["Name"])
+    return None
+
+
+def _set(project: Path, stack: str, value: str | None) -> subprocess.CompletedProcess[str]:
+    if value is None:
+        return _pulumi(project, ["config", "rm", "--path", CONFIG_KEY], stack)
+    return _pulumi(project, ["config", "set", "--path", CONFIG_KEY, value], stack)
+
+
+def _start(writers: list[Container], steps: Steps) -> list[str]:
+    trouble = []
+    for writer in writers:
+        try:
+            writer.start()
+        except DockerException as exc:
+            trouble.append(f"{writer.name}: {one_line(str(exc))}")
+            continue
+        state = wait_healthy(writer, health_budget_s(writer))
+        steps.say(f"{writer.name} is {state}")
+        if state != "healthy":
+            trouble.append(f"{writer.name}: {state}")
+    return trouble
+
+
+def switch_volume(stack: Stack, volume: str, steps: Steps) -> str:
+    """Move the stack's database to `volume`; return the volume it ran on before."""
+    project = project_dir()
+    current = _pulumi(project, ["config", "get", "--path", CONFIG_KEY], stack.name)
+    previous = current.stdout.strip() if current.returncode == 0 else None
+    servers = stack.containers("db")
+    old = (
+        (data_volume_of(servers[0]) if servers else None)
+        or previous
+        or f"astats-{stack.name}-pgdata"
+    )
+    writers = stack.containers("backend", running=True)
+    for writer in writers:
+        steps.say(f"stopping {writer.name} for the switch")
+        writer.stop(timeout=STOP_GRACE_S)
+    steps.say(f"pulumi config set {CONFIG_KEY} {volume}")
+    result = _set(project, stack.name, volume)
+    if result.returncode != 0:
+        _start(writers, steps)
+        raise ConsoleError(f"pulumi config set failed: {_said(result)}; nothing was switched")
+    started = time.monotonic()
+    steps.say("pulumi up (the database and the scheduler move to the new volume)")
+    up = _pulumi(project, ["up", "--yes", "--skip-preview"], stack.name)
+    if up.returncode != 0:
+        why = _said(up)
+        steps.say(f"pulumi up failed: {why}; putting the config back", style="bold red")
+        back = _set(project, stack.name, previous)
+        again = (
+            _pulumi(project, ["up", "--yes", "--skip-preview"], stack.name)
+            if back.returncode == 0
+            else back
+        )
+        trouble = _start(writers, steps)
+        if again.returncode != 0:
+            raise ConsoleError(
+                f"the switch failed ({why}) and so did going back ({_said(again)}): the config "
+                f"names {previous or 'the original volume'} again; run scripts/pulumi up"
+            )
+        left = f"; but {'; '.join(trouble)}" if trouble else ""
+        raise ConsoleError(f"the switch failed ({why}); the stack is back on {old}{left}")
+    steps.say(f"pulumi up done in {time.monotonic() - started:.1f} s")
+    trouble = _start(writers, steps)
+    if trouble:
+        raise SwitchedUnhealthyError(
+            f"the database runs on {volume} but the backend is not healthy: {'; '.join(trouble)} "
+            "(see astats logs backend)"
+        )
+    return old
