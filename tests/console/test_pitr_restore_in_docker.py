@@ -51,7 +51,7 @@ class Archiving:
         return output.decode()
 
     def info(self) -> str:
-        code, output = self.db.exec_run(["pgbackrest", "info", "--output=json"], user="postgres")
+        _, output = self.db.exec_run(["pgbackrest", "info", "--output=json"], user="postgres")
         return output.decode().replace(" ", "")
 
     def volumes(self, engine: DockerClient) -> set[str]:
@@ -180,9 +180,9 @@ def test_a_corrupted_backup_file_fails_the_restore_and_touches_nothing(
         [
             "sh",
             "-c",
-            "f=$(find /var/lib/pgbackrest/repo/backup -path '*pg_data/base/*' -type f -size +8k "
-            "| head -n 1) && printf 'garbage' | dd of=\"$f\" bs=1 seek=100 conv=notrunc 2>/dev/null "
-            '&& echo "$f"',
+            "f=$(find /var/lib/pgbackrest/repo/backup -path '*pg_data/base/*' -type f "
+            "-size +8k | head -n 1) && printf 'garbage' "
+            '| dd of="$f" bs=1 seek=100 conv=notrunc 2>/dev/null && echo "$f"',
         ],
         user="postgres",
     )
