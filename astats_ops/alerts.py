@@ -1,4 +1,8 @@
-"""Failure alerts: one JSON POST to a webhook per failed scheduler run.
+"""Failure alerts: one JSON POST to a webhook per failed scheduler run, and one per new
+problem of the WAL archive (``archiving failing: <reason>``, ``archiving lags: oldest WAL waiting
+<n> s``, ``pg_wal holds <size> waiting for the archive``; see :mod:`astats_ops.pitr`), which the
+scheduler checks between runs too. A failed physical backup or drill fails its run
+(``physical backup failed: ...``, ``physical drill failed: ...``).
 
 The URL comes from ``ASTATS_ALERT_WEBHOOK_URL`` (the scheduler container gets it as a secret
 file, exported by its launcher, because such URLs usually carry a token). A post is tried at
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +36,12 @@ class Delivery:
 
 def webhook_url(env: Mapping[str, str]) -> str | None:
     return env.get(WEBHOOK_ENV, "").strip() or None
+
+
+def has_new_problem(alerted: Collection[str], current: Collection[str]) -> bool:
+    """Whether ``current`` (problem kinds) holds one that ``alerted`` did not: a lasting problem
+    is posted when it appears, not at every check while it lasts."""
+    return bool(set(current) - set(alerted))
 
 
 def post_alert(url: str, payload: Mapping[str, Any], *, deadline_s: float = DEADLINE_S) -> Delivery:

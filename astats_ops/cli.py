@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from astats_ops import pitr
 from astats_ops.backup import create_backup
 from astats_ops.catalog import BackupFile, scan
 from astats_ops.drill import DrillResult, read_drills, run_drill
 from astats_ops.errors import OpsError, one_line
 from astats_ops.logrotate import rotate_log
 from astats_ops.offsite import OffsiteTarget, make_client, prune_remote, sync
+from astats_ops.pitr import PitrSettings
+from astats_ops.pitr_drill import run_pitr_drill
 from astats_ops.prune import prune_local
 from astats_ops.restore import restore_backup
 from astats_ops.retention import Policy
@@ -227,8 +231,65 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         drill=not args.no_drill,
         drill_every_minutes=args.drill_every_minutes,
         drill_tablespace=args.drill_tablespace,
+        pitr=_pitr_settings(args),
     )
     return Scheduler(job, args.status_file, args.interval_minutes).run(once=args.once)
+
+
+def _pitr_settings(args: argparse.Namespace) -> PitrSettings | None:
+    if not args.pitr:
+        return None
+    return PitrSettings(
+        archive_timeout_s=args.pitr_archive_timeout_s,
+        full_every_hours=args.pitr_full_every_hours,
+        diff_every_hours=args.pitr_diff_every_hours,
+        drill_every_hours=args.pitr_drill_every_hours,
+    )
+
+
+def cmd_pitr_status(args: argparse.Namespace) -> int:
+    env = os.environ
+    timeout = args.archive_timeout_s or pitr.server_archive_timeout(env) or 60.0
+    block = pitr.empty_block(timeout)
+    if args.status_file is not None:
+        block.update(_recorded_runs(args.status_file))
+    status = pitr.refresh(block, env)
+    problems = pitr.archive_problems(status, timeout)
+    if args.json:
+        print(json.dumps({**block, "problems": [p.text for p in problems]}, indent=2))
+        return 0
+    newest = block["newest_backup"]
+    print(f"archive: last archived {status.last_archived_wal} at {status.last_archived_at}")
+    print(
+        f"archive: {status.pending_segments} segment(s) waiting, oldest "
+        f"{status.oldest_pending_age_s} s; pg_wal {pitr.human_bytes(status.pg_wal_bytes)}"
+    )
+    if newest is not None:
+        print(
+            f"backups: {block['backups']}, newest {newest['label']} ({newest['type']}) at "
+            f"{newest['stopped_at']}, restorable from {block['oldest_backup_at']}"
+        )
+    else:
+        print("backups: none yet")
+    for line in [*(p.text for p in problems), *([block["error"]] if block["error"] else [])]:
+        print(f"problem: {line}")
+    return 1 if problems or block["error"] else 0
+
+
+def _recorded_runs(status_file: Path) -> dict[str, object]:
+    try:
+        recorded = json.loads(status_file.read_text(encoding="utf-8")).get("pitr") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {key: recorded.get(key) for key in ("last_backup_run", "last_drill")}
+
+
+def cmd_pitr_drill(args: argparse.Namespace) -> int:
+    result = run_pitr_drill(args.dest)
+    if not result.ok:
+        raise OpsError(result.error or result.summary)
+    print(result.summary)
+    return 0
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -309,6 +370,49 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--rotate-max-bytes", type=_positive_int, default=10 * 1024 * 1024)
     schedule.add_argument("--rotate-max-age-hours", type=_positive_float)
     schedule.add_argument("--rotate-keep", type=_positive_int, default=5)
+    physical = schedule.add_argument_group(
+        "point-in-time recovery (pgBackRest, configured by its PGBACKREST_* environment)"
+    )
+    physical.add_argument(
+        "--pitr", action="store_true", help="physical backups and drills, archive checks"
+    )
+    physical.add_argument(
+        "--pitr-archive-timeout-s",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="the server's archive_timeout: the archive is checked this often (default 60)",
+    )
+    physical.add_argument("--pitr-full-every-hours", type=_positive_float, default=168.0)
+    physical.add_argument("--pitr-diff-every-hours", type=_positive_float, default=24.0)
+    physical.add_argument("--pitr-drill-every-hours", type=_positive_float, default=24.0)
+
+    pitr_status = add(
+        "pitr-status",
+        cmd_pitr_status,
+        "the WAL archive's health and the physical backups (exit 1 on a problem, unless --json)",
+    )
+    pitr_status.add_argument("--json", action="store_true")
+    pitr_status.add_argument(
+        "--archive-timeout-s",
+        type=_positive_float,
+        metavar="S",
+        help="lagging means waiting over twice this (default: the server's archive_timeout)",
+    )
+    pitr_status.add_argument(
+        "--status-file",
+        type=Path,
+        help="the scheduler's status file, for its last physical backup run and drill",
+    )
+
+    pitr_drill = add(
+        "pitr-drill",
+        cmd_pitr_drill,
+        "restore the newest physical backup and the archived WAL into a scratch server, check it",
+    )
+    pitr_drill.add_argument(
+        "--dest", type=Path, required=True, help="backup directory (the scratch copy goes there)"
+    )
 
     health = add("health", cmd_health, "exit 0 if the schedule's last run is recent and ok")
     health.add_argument("--status-file", type=Path, required=True)

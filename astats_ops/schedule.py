@@ -19,6 +19,14 @@ The status file (JSON, replaced atomically) records::
      "last_alert": {"at": "...", "problems": [...], "delivered": true, "attempts": 1,
                     "error": null} | null}
 
+With ``--pitr`` each run also ensures pgBackRest's stanza, takes the physical backup that is due
+(see :func:`astats_ops.pitr.due_backup`) and the physical drill that is due (every
+``--pitr-drill-every-hours``, and at every run after one failed), and the status file gets a
+``"pitr"`` block (:mod:`astats_ops.pitr`; ``checked_at``, ``archive``, ``newest_backup``,
+``oldest_backup_at``, ``backups``, ``repo_bytes``, ``last_backup_run``, ``last_drill``,
+``error``). Between runs the loop wakes every ``--pitr-archive-timeout-s`` to refresh its
+``archive`` and alerts when a new archive problem appears.
+
 Times are ISO 8601 UTC. ``health`` passes when the last finished run succeeded within
 ``--max-age-minutes``, or, before any run has finished, while the loop started less than
 ``--max-age-minutes`` ago (so choose it larger than the interval plus a backup's duration).
@@ -44,7 +52,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from astats_ops.alerts import post_alert, webhook_url
+from astats_ops import pitr
+from astats_ops.alerts import has_new_problem, post_alert, webhook_url
 from astats_ops.backup import create_backup
 from astats_ops.catalog import scan
 from astats_ops.drill import DrillResult, run_drill
@@ -52,6 +61,9 @@ from astats_ops.errors import OpsError
 from astats_ops.fsutil import atomic_write_text
 from astats_ops.logrotate import rotate_log
 from astats_ops.offsite import OffsiteTarget, make_client, prune_remote, sync
+from astats_ops.pgbackrest import read_info
+from astats_ops.pitr import BackupRun, PitrSettings, Problem
+from astats_ops.pitr_drill import PitrDrillResult, run_pitr_drill
 from astats_ops.proc import Cancelled, request_cancel
 from astats_ops.prune import prune_local
 from astats_ops.retention import Policy
@@ -80,6 +92,7 @@ class Job:
     drill: bool = True
     drill_every_minutes: float | None = None
     drill_tablespace: str | None = None
+    pitr: PitrSettings | None = None
 
 
 @dataclass
@@ -87,22 +100,31 @@ class RunOutcome:
     steps: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     drill: DrillResult | None = None
+    pitr_backup: BackupRun | None = None
+    pitr_drill: PitrDrillResult | None = None
 
 
 def isoformat(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def run_once(job: Job, *, drill: bool, env: Mapping[str, str] | None = None) -> RunOutcome:
-    """One run; ``drill`` says whether a drill is due. ``errors`` is empty when all worked."""
+def run_once(
+    job: Job,
+    *,
+    drill: bool,
+    env: Mapping[str, str] | None = None,
+    pitr_drill: bool = False,
+) -> RunOutcome:
+    """One run; ``drill`` and ``pitr_drill`` say whether the drills are due. ``errors`` is
+    empty when all worked."""
     outcome = RunOutcome()
 
-    def step(name: str, action: Callable[[], str]) -> None:
+    def step(name: str, action: Callable[[], str], problem: str | None = None) -> None:
         try:
             outcome.steps[name] = action()
         except OpsError as exc:
             outcome.steps[name] = "failed"
-            outcome.errors.append(f"{name}: {exc}")
+            outcome.errors.append(f"{problem or name}: {exc}")
 
     step("backup", lambda: str(create_backup(job.dest, env=env)))
     if drill and outcome.steps["backup"] != "failed":
@@ -112,7 +134,45 @@ def run_once(job: Job, *, drill: bool, env: Mapping[str, str] | None = None) -> 
         step("offsite", lambda: _offsite(job))
     if job.log is not None:
         step("rotate-log", lambda: _rotate(job.log))
+    if job.pitr is not None:
+        physical = dict(os.environ if env is None else env)
+        settings = job.pitr
+        step("pitr-stanza", lambda: pitr.ensure_stanza(physical), "physical backup failed")
+        step(
+            "pitr-backup",
+            lambda: _pitr_backup(settings, outcome, physical),
+            "physical backup failed",
+        )
+        if pitr_drill:
+            step(
+                "pitr-drill",
+                lambda: _pitr_drill(job.dest, settings, outcome, physical),
+                "physical drill failed",
+            )
     return outcome
+
+
+def _pitr_backup(settings: PitrSettings, outcome: RunOutcome, env: Mapping[str, str]) -> str:
+    kind, why = pitr.due_backup(read_info(env), datetime.now(UTC), settings)
+    if kind is None:
+        return why
+    outcome.pitr_backup = pitr.take_backup(kind, env)
+    if outcome.pitr_backup.error is not None:
+        raise OpsError(outcome.pitr_backup.error)
+    return f"{kind} backup in {outcome.pitr_backup.seconds:.1f} s ({why})"
+
+
+def _pitr_drill(
+    dest: Path, settings: PitrSettings, outcome: RunOutcome, env: Mapping[str, str]
+) -> str:
+    if read_info(env).newest is None:
+        return "no physical backup to drill yet"
+    outcome.pitr_drill = run_pitr_drill(
+        dest, env=env, wait_archive_s=2 * settings.archive_timeout_s
+    )
+    if outcome.pitr_drill.error is not None:
+        raise OpsError(outcome.pitr_drill.error)
+    return outcome.pitr_drill.summary
 
 
 def _drill(job: Job, outcome: RunOutcome, env: Mapping[str, str] | None) -> str:
@@ -165,6 +225,19 @@ class Scheduler:
             "last_drill": None,
             "last_alert": None,
         }
+        self.alerted: set[str] = set()
+        if job.pitr is not None:
+            self.status["pitr"] = pitr.empty_block(job.pitr.archive_timeout_s)
+            self.status["pitr"].update(self._earlier_pitr_runs())
+
+    def _earlier_pitr_runs(self) -> dict[str, Any]:
+        """The last physical backup run and drill a previous scheduler recorded, so a restart
+        does not drill again before it is due."""
+        try:
+            earlier = json.loads(self.status_file.read_text(encoding="utf-8")).get("pitr") or {}
+            return {key: earlier.get(key) for key in ("last_backup_run", "last_drill")}
+        except (OSError, ValueError, AttributeError):
+            return {}
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.terminating:
@@ -193,7 +266,7 @@ class Scheduler:
                     return 0 if succeeded else 1
                 if self.terminating:
                     raise Terminated(self.stop_signal)
-                time.sleep(max(0.0, started + self.interval - time.monotonic()))
+                self._wait_until(started + self.interval)
         except (Terminated, Cancelled):
             self.status["state"] = "stopped"
             if self.in_run:
@@ -203,6 +276,46 @@ class Scheduler:
             self.write_status()
             print(f"astats_ops schedule: stopped by {self.stop_signal}", file=sys.stderr)
             return 0
+
+    def _wait_until(self, deadline: float) -> None:
+        """Sleep until the next run; with PITR, wake every archive timeout to check the archive."""
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self.job.pitr is None:
+                time.sleep(remaining)
+                return
+            time.sleep(min(remaining, self.job.pitr.archive_timeout_s))
+            if deadline - time.monotonic() > 0:
+                self._check_archive()
+
+    def _check_archive(self) -> None:
+        problems = self._refresh_pitr(whole=False)
+        self.write_status()
+        if has_new_problem(self.alerted, {p.kind for p in problems}):
+            self._alert([], archive=problems)
+        else:
+            self.alerted &= {p.kind for p in problems}
+
+    def _refresh_pitr(self, *, whole: bool) -> list[Problem]:
+        """Refresh the status file's pitr block (only its archive unless ``whole``); the
+        archive's problems."""
+        assert self.job.pitr is not None
+        block = self.status["pitr"]
+        try:
+            status = (pitr.refresh if whole else pitr.refresh_archive)(block, os.environ)
+        except (OpsError, OSError) as exc:
+            block["error"] = f"checking the archive failed: {exc}"
+            print(f"astats_ops schedule: {block['error']}", file=sys.stderr)
+            return []
+        return pitr.archive_problems(status, self.job.pitr.archive_timeout_s)
+
+    def _pitr_drill_due(self) -> bool:
+        if self.job.pitr is None:
+            return False
+        last = self.status["pitr"]["last_drill"]
+        if last is None or not last["ok"]:
+            return True
+        age = datetime.now(UTC) - datetime.fromisoformat(last["finished_at"])
+        return age >= timedelta(hours=self.job.pitr.drill_every_hours)
 
     def _drill_due(self) -> bool:
         last = self.status["last_drill"]
@@ -217,14 +330,22 @@ class Scheduler:
         self.status.update(state="running", last_attempt=isoformat(datetime.now(UTC)), steps={})
         self.write_status()
         self.in_run = True
-        outcome = run_once(self.job, drill=self._drill_due())
-        self.in_run = False
+        outcome = run_once(self.job, drill=self._drill_due(), pitr_drill=self._pitr_drill_due())
         steps, errors = outcome.steps, outcome.errors
         if outcome.drill is not None:
             self.status["last_drill"] = {
                 **asdict(outcome.drill),
                 "summary": outcome.drill.summary(),
             }
+        archive: list[Problem] = []
+        if self.job.pitr is not None:
+            block = self.status["pitr"]
+            if outcome.pitr_backup is not None:
+                block["last_backup_run"] = asdict(outcome.pitr_backup)
+            if outcome.pitr_drill is not None:
+                block["last_drill"] = outcome.pitr_drill.as_status()
+            archive = self._refresh_pitr(whole=True)
+        self.in_run = False
         finished = isoformat(datetime.now(UTC))
         self.status.update(state="idle", last_finished=finished, steps=steps)
         if errors:
@@ -244,11 +365,18 @@ class Scheduler:
             )
             print(f"astats_ops schedule: run ok: {json.dumps(steps)}", file=sys.stderr)
         self.write_status()
-        self._alert(errors)
+        self._alert(errors, archive=archive)
         return not errors
 
-    def _alert(self, errors: list[str]) -> None:
+    def _alert(self, errors: list[str], *, archive: list[Problem] | None = None) -> None:
+        """Post the run's problems; the archive's are posted with them, and on their own only
+        when one of them is new."""
+        archive = archive or []
         problems = [*errors, *self._stale_backup()]
+        kinds = {p.kind for p in archive}
+        if problems or has_new_problem(self.alerted, kinds):
+            problems += [p.text for p in archive]
+        self.alerted = kinds
         url = webhook_url(os.environ)
         if not problems or url is None:
             return
