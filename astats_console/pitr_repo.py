@@ -141,10 +141,45 @@ def find_repository(client: DockerClient, stack: Stack) -> Repository:
             db_user=env.get("PGBACKREST_PG1_USER") or env.get("PGUSER") or "postgres",
             db_name=env.get("PGDATABASE") or env.get("POSTGRES_DB") or "postgres",
         )
-    raise ConsoleError(
-        f"stack {stack.name!r} has no continuous archiving (no scheduler or database with "
-        "pgBackRest's settings): restore a dump instead (astats restore --latest-dump), or "
-        "turn on backup.pitr and run pulumi up"
+    return _without_containers(client, stack)
+
+
+# What components/pitr.py sets that a restore needs, for when no container is left to read
+# it from (the database and the scheduler lost with the data volume).
+BASE_ENV = {
+    "PGBACKREST_STANZA": "astats",
+    "PGBACKREST_REPO1_PATH": f"{REPOSITORY_MOUNT}/repo",
+    "PGBACKREST_PG1_PATH": PGDATA,
+    "PGBACKREST_LOCK_PATH": "/tmp/pgbackrest",
+    "PGBACKREST_LOG_LEVEL_FILE": "off",
+    "PGBACKREST_LOG_LEVEL_CONSOLE": "warn",
+}
+
+
+def _without_containers(client: DockerClient, stack: Stack) -> Repository:
+    """The repository by the names the program gives it, and the role and database from the
+    stack's config (the defaults when it names none)."""
+    volume, image = f"astats-{stack.name}-pgbackrest", f"astats-{stack.name}-database:latest"
+    try:
+        client.volumes.get(volume)
+        client.images.get(image)
+    except DockerException:
+        raise ConsoleError(
+            f"stack {stack.name!r} has no continuous archiving here (no {volume} volume and "
+            f"{image} image): restore a dump instead (astats restore --latest-dump), or turn "
+            "on backup.pitr and run pulumi up"
+        ) from None
+    from astats_console.pitr_switch import database_settings
+
+    settings = database_settings(stack.name)
+    user = str(settings.get("user") or "astats")
+    return Repository(
+        stack=stack.name,
+        volume=volume,
+        image=image,
+        env=BASE_ENV | {"PGBACKREST_PG1_USER": user},
+        db_user=user,
+        db_name=str(settings.get("name") or "astats"),
     )
 
 

@@ -9,6 +9,7 @@ that, and started again after. If `pulumi up` fails, the config goes back to wha
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -67,6 +68,22 @@ def _said(result: subprocess.CompletedProcess[str]) -> str:
     lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
     return one_line((errors or lines or [f"exit code {result.returncode}"])[-1])
+
+
+def database_settings(stack: str) -> dict[str, object]:
+    """The stack's `astats:database` settings as its config gives them ({} when it cannot say)."""
+    try:
+        project = project_dir()
+    except ConsoleError:
+        return {}
+    result = _pulumi(project, ["config", "get", "astats:database", "--json"], stack)
+    try:
+        answer = json.loads(result.stdout) if result.returncode == 0 else {}
+        # {"value": "<JSON text>", "objectValue": {...}, "secret": false}
+        value = answer.get("objectValue") or json.loads(answer.get("value") or "{}")
+    except (ValueError, AttributeError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def data_volume_of(container: Container) -> str | None:

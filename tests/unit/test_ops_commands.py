@@ -32,7 +32,9 @@ def parse(argv: list[str]) -> object:
             keep_daily=14,
             keep_weekly=8,
             s3=S3Settings(
-                bucket="astats-prod-backups", prefix="astats/prod", endpoint_url="https://minio:9000"
+                bucket="astats-prod-backups",
+                prefix="astats/prod",
+                endpoint_url="https://minio:9000",
             ),
         ),
     ],
