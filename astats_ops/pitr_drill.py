@@ -46,12 +46,10 @@ from astats_ops.snapshot import PsqlSession, psql_session
 
 SCRATCH_DIR = ".astats-pitr-drill"
 START_TIMEOUT_S = 600
-LIVE_SQL = """SELECT json_build_object(
-    'tables', (SELECT coalesce(json_agg(tablename ORDER BY tablename), '[]') FROM pg_tables
-        WHERE schemaname = 'public'),
-    'alembic', CASE WHEN to_regclass('public.alembic_version') IS NULL THEN NULL ELSE
-        (SELECT coalesce(json_agg(version_num::text ORDER BY version_num::text), '[]')
-         FROM public.alembic_version) END);"""
+TABLES_SQL = """SELECT coalesce(json_agg(tablename::text ORDER BY tablename), '[]')
+FROM pg_tables WHERE schemaname = 'public';"""
+ALEMBIC_SQL = """SELECT coalesce(json_agg(version_num::text ORDER BY version_num::text), '[]')
+FROM public.alembic_version;"""
 
 
 @dataclass(frozen=True)
@@ -148,13 +146,24 @@ def _live_state(psql: str, env: Mapping[str, str], wait_archive_s: float) -> Liv
     """The live database's tables and migration, after its current WAL reached the archive."""
     database = PgTarget.from_env(env).database
     with psql_session(psql, env, database) as session:
-        line = session.request(LIVE_SQL)
+        line = session.request(TABLES_SQL)
         if line is None:
             text = session.error_text()
             raise OpsError(f"reading the live database failed: {text}; {connection_hint(text)}")
-        found: dict[str, Any] = json.loads(line)
+        tables: list[str] = json.loads(line)
+        alembic = _alembic(session, "the live database")
     _archive_current_wal(psql, env, database, wait_archive_s)
-    return LiveState(found["tables"], found["alembic"])
+    return LiveState(tables, alembic)
+
+
+def _alembic(session: PsqlSession, where: str) -> list[str] | None:
+    """The alembic_version rows, None when there is no such table."""
+    exists = session.request("SELECT to_regclass('public.alembic_version') IS NOT NULL;")
+    versions = session.request(ALEMBIC_SQL) if exists == "t" else "null"
+    if exists is None or versions is None:
+        raise OpsError(f"reading alembic_version in {where} failed: {session.error_text()}")
+    found: list[str] | None = json.loads(versions)
+    return found
 
 
 def _archive_current_wal(
@@ -276,26 +285,13 @@ def _request(session: PsqlSession, sql: str) -> str | None:
 def _check(session: PsqlSession, live: LiveState, backup: PhysicalBackup) -> None:
     what = f"drill of {backup.label}"
     if live.alembic is not None:
-        restored = _request(
-            session,
-            "SELECT CASE WHEN to_regclass('public.alembic_version') IS NULL THEN 'null' ELSE "
-            "(SELECT coalesce(json_agg(version_num::text ORDER BY version_num::text), '[]')::text "
-            "FROM public.alembic_version) END;",
-        )
-        versions = json.loads(restored or "null")
+        versions = _alembic(session, "the restored copy")
         if versions != live.alembic:
             raise OpsError(
                 f"{what}: restored alembic_version {versions} differs from the live "
                 f"database's {live.alembic}"
             )
-    present = json.loads(
-        _request(
-            session,
-            "SELECT coalesce(json_agg(tablename), '[]') FROM pg_tables "
-            "WHERE schemaname = 'public';",
-        )
-        or "[]"
-    )
+    present = json.loads(_request(session, TABLES_SQL) or "[]")
     missing = sorted(set(live.tables) - set(present))
     if missing:
         raise OpsError(f"{what}: tables of the live database missing after restore: {missing[:5]}")
