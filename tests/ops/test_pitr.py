@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -107,7 +108,7 @@ def test_full_then_diff_then_full_and_retention_expires_the_oldest_full(
 ) -> None:
     archiving.wait_archived(archiving.switch_wal())
     env = archiving.env()
-    common = [
+    common: list[str | Path] = [
         "schedule",
         "--once",
         "--no-drill",

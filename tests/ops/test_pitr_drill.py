@@ -5,6 +5,7 @@ nothing else."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,13 @@ import pytest
 
 from astats_ops.pitr_drill import SCRATCH_DIR
 from tests.ops.helpers import directory_state
-from tests.ops.pitr_support import Archiving, archiving_cluster, chown_postgres, run_ops
+from tests.ops.pitr_support import (
+    Archiving,
+    archiving_cluster,
+    as_postgres,
+    chown_postgres,
+    run_ops,
+)
 
 ALEMBIC_SQL = """
 CREATE TABLE public.alembic_version (version_num varchar(32) PRIMARY KEY);
@@ -35,11 +42,7 @@ def backed_up() -> Iterator[Archiving]:
         yield archiving
 
 
-def run_ops_pgbackrest(args: list[str], env: dict[str, str]) -> object:
-    import subprocess
-
-    from tests.ops.pitr_support import as_postgres
-
+def run_ops_pgbackrest(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         as_postgres(["pgbackrest", *args]), env=env, capture_output=True, text=True, check=False
     )
