@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -12,7 +11,6 @@ from typing import NoReturn
 
 from docker.errors import DockerException
 from rich.console import Console
-from rich.table import Table
 
 from astats_console import (
     backups,
@@ -24,7 +22,7 @@ from astats_console import (
     status,
     watch,
 )
-from astats_console.durations import format_bytes, format_duration, parse_duration, parse_since
+from astats_console.durations import format_bytes, parse_duration, parse_since
 from astats_console.engine import connect
 from astats_console.errors import ConsoleError, one_line
 from astats_console.reasons import Thresholds
@@ -122,39 +120,7 @@ def cmd_backup(args: argparse.Namespace, stack: Stack, out: Console, err: Consol
 
 
 def cmd_backups(args: argparse.Namespace, stack: Stack, out: Console, err: Console) -> int:
-    entries = backups.list_backups(backups.scheduler(stack))
-    now = datetime.now(UTC)
-    if args.json:
-        rows = [
-            {
-                "name": e.name,
-                "path": e.path,
-                "created": e.created.isoformat(),
-                "size": e.size,
-                "verification": e.verification,
-                "drill": e.drill,
-            }
-            for e in entries
-        ]
-        out.print_json(json.dumps(rows))
-        return 0
-    if not entries:
-        out.print(f"no backups in {backups.BACKUPS_DIR} of stack {stack.name!r}")
-        return 0
-    table = Table(title=f"backups of stack {stack.name} ({backups.BACKUPS_DIR})")
-    for column in ("NAME", "SIZE", "AGE", "VERIFICATION", "DRILL"):
-        table.add_column(column)
-    for e in reversed(entries):
-        verification = e.verification if e.verification == "ok" else f"[red]{e.verification}[/]"
-        table.add_row(
-            e.name,
-            format_bytes(e.size),
-            format_duration(now - e.created),
-            verification,
-            e.drill or "-",
-        )
-    out.print(table)
-    return 0
+    return backups.show_backups(stack, out, as_json=args.json)
 
 
 def cmd_restore(args: argparse.Namespace, stack: Stack, out: Console, err: Console) -> int:
@@ -275,7 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
 
     add("backup", cmd_backup, "take a verified backup now (in the scheduler) and print its path")
-    bl = add("backups", cmd_backups, "list the backups with size, age, verification and drill")
+    bl = add(
+        "backups",
+        cmd_backups,
+        "list the dumps (size, age, verification, drill) and the physical backups with their "
+        "last drill",
+    )
     bl.add_argument("--json", action="store_true")
 
     rs = add(
