@@ -219,6 +219,7 @@ def test_losing_the_data_volume_under_writes_loses_at_most_the_archive_timeout(
     started = time.monotonic()
     result = pitr.astats("restore", "--latest", "--yes")
     wall_s = time.monotonic() - started
+    print("\n" + result.stdout)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "done: the database runs on" in result.stdout
     assert f"the previous volume {old_volume} is kept" in result.stdout
