@@ -601,6 +601,22 @@ class TlsSettings(Settings):
         return self.mode != "off"
 
 
+class PinSettings(Settings):
+    """A rollback's images (astats rollback sets them): while set, a plain `pulumi up` runs
+    these instead of building, so nothing rolls forward behind the operator's back."""
+
+    release: str | None = Field(None, description="The release rolled back to (its name).")
+    backend_image: str | None = Field(None, description="The backend image it runs.")
+    frontend_image: str | None = Field(None, description="The frontend image it runs.")
+
+
+class ReleaseSettings(Settings):
+    keep: int = Field(
+        5, ge=1, le=100, description="Releases whose images stay on the host for a rollback."
+    )
+    pin: PinSettings = PinSettings()
+
+
 class StackSettings(Settings):
     """Every non-secret setting of a stack, as found under `astats:` in Pulumi.<stack>.yaml."""
 
@@ -616,6 +632,7 @@ class StackSettings(Settings):
     logging: LoggingSettings = LoggingSettings()
     backup: BackupSettings = BackupSettings()
     tls: TlsSettings = TlsSettings()
+    releases: ReleaseSettings = ReleaseSettings()
 
     @property
     def tls_domains(self) -> list[str]:

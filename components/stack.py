@@ -11,15 +11,16 @@ import pulumi
 
 from components.backend import Backend, BackendInputs
 from components.backup import Backups, BackupSecrets, BackupsInputs
-from components.config import StackConfig, StackSettings
+from components.config import AppImageSettings, StackConfig, StackSettings
 from components.container import StackContext
 from components.database import Database, DatabaseInputs
 from components.frontend import Frontend, FrontendInputs
-from components.image import app_image
+from components.image import app_image, referenced_image
 from components.migration import Migration, MigrationInputs
 from components.network import Networks
 from components.nginx import CONFIG_DIR, Nginx, NginxInputs
 from components.release import BackendRelease
+from components.release_record import ReleaseImages, record_release
 from components.tls import Certificates, NginxTls, files_tls
 from components.volumes import Volumes
 
@@ -51,21 +52,15 @@ class AstatsStack(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        release = BackendRelease(
-            settings=settings.backend,
-            image=app_image(
-                "backend-image",
-                repository=stack.docker_name("backend"),
-                settings=settings.backend,
-                opts=child,
-            ),
-            database=self.database.endpoint,
+        pin = settings.releases.pin
+        backend_image = pinned_or_built(
+            "backend", pin.backend_image, stack, settings.backend, opts=child
         )
-        frontend_image = app_image(
-            "frontend-image",
-            repository=stack.docker_name("frontend"),
-            settings=settings.frontend,
-            opts=child,
+        release = BackendRelease(
+            settings=settings.backend, image=backend_image, database=self.database.endpoint
+        )
+        frontend_image = pinned_or_built(
+            "frontend", pin.frontend_image, stack, settings.frontend, opts=child
         )
         self.backups = Backups(
             "backups",
@@ -125,8 +120,56 @@ class AstatsStack(pulumi.ComponentResource):
         )
         if self.certificates is not None:
             self.certificates.start_client(self.nginx)
+        self.release = record_release(
+            self,
+            stack=config.stack,
+            settings=settings.releases,
+            images=ReleaseImages(
+                backend=backend_image,
+                backend_reference=image_reference(
+                    "backend", pin.backend_image, stack, settings.backend
+                ),
+                frontend=frontend_image,
+                frontend_reference=image_reference(
+                    "frontend", pin.frontend_image, stack, settings.frontend
+                ),
+            ),
+            backup=self.migration.backup.stdout,
+            db_user=settings.database.user,
+            db_name=settings.database.name,
+            after=[self.nginx],
+        )
         self.url = public_url(settings)
         self.register_outputs({"url": self.url})
+
+
+def pinned_or_built(
+    service: str,
+    pinned: str | None,
+    stack: StackContext,
+    settings: AppImageSettings,
+    *,
+    opts: pulumi.ResourceOptions,
+) -> pulumi.Output[str]:
+    """The image a service runs: a rollback's pin, else its build or reference. The build
+    stays declared while pinned, so unpinning rebuilds nothing that did not change."""
+    image = app_image(
+        f"{service}-image", repository=stack.docker_name(service), settings=settings, opts=opts
+    )
+    if pinned is None:
+        return image
+    return referenced_image(f"{service}-pinned", reference=pinned, opts=opts)
+
+
+def image_reference(
+    service: str, pinned: str | None, stack: StackContext, settings: AppImageSettings
+) -> str:
+    """How a release names the image it runs, for operators (the id says which exactly)."""
+    if pinned is not None:
+        return pinned
+    if settings.image is not None:
+        return settings.image
+    return f"{stack.docker_name(service)}:latest"
 
 
 def public_url(settings: StackSettings) -> str:
