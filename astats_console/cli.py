@@ -18,7 +18,9 @@ from astats_console import (
     logs,
     pitr_repo,
     pitr_restore,
+    releases,
     restore,
+    rollback,
     status,
     watch,
 )
@@ -155,6 +157,17 @@ def cmd_restore(args: argparse.Namespace, stack: Stack, out: Console, err: Conso
     return restore.run_restore(stack, request, out)
 
 
+def cmd_releases(args: argparse.Namespace, stack: Stack, out: Console, err: Console) -> int:
+    return releases.show_releases(stack, out, as_json=args.json)
+
+
+def cmd_rollback(args: argparse.Namespace, stack: Stack, out: Console, err: Console) -> int:
+    request = rollback.RollbackRequest(
+        release=args.release, yes=args.yes, restore_data=args.restore_data
+    )
+    return rollback.run_rollback(stack, request, out)
+
+
 def cmd_psql(args: argparse.Namespace, stack: Stack, out: Console, err: Console) -> int:
     exec.replace_process(exec.psql_argv(stack, args.psql_args))
 
@@ -270,6 +283,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="restore and check into a new volume, then remove it; switch nothing",
     )
     rs.add_argument("--yes", action="store_true", help="do not ask (needed without a TTY)")
+
+    rl = add("releases", cmd_releases, "the recorded releases, newest first, and which is live")
+    rl.add_argument("--json", action="store_true")
+
+    rb = add(
+        "rollback",
+        cmd_rollback,
+        "go back to a release: code and schema together (a downgrade, or the data restored), "
+        "pinned until you unpin",
+    )
+    rb.add_argument("release", nargs="?", metavar="RELEASE", help="default: the previous one")
+    rb.add_argument("--yes", action="store_true", help="do not ask (needed without a TTY)")
+    rb.add_argument(
+        "--restore-data",
+        action="store_true",
+        help="when a migration cannot be undone, restore the data to before it ran",
+    )
 
     add(
         "psql",

@@ -54,7 +54,7 @@ def pulumi_argv(project: Path) -> list[str]:
     return [found]
 
 
-def _pulumi(project: Path, args: list[str], stack: str) -> subprocess.CompletedProcess[str]:
+def run_pulumi(project: Path, args: list[str], stack: str) -> subprocess.CompletedProcess[str]:
     argv = [*pulumi_argv(project), *args, "--stack", stack, "--non-interactive"]
     try:
         return subprocess.run(
@@ -64,7 +64,7 @@ def _pulumi(project: Path, args: list[str], stack: str) -> subprocess.CompletedP
         return subprocess.CompletedProcess(argv, 1, "", str(exc))
 
 
-def _said(result: subprocess.CompletedProcess[str]) -> str:
+def said(result: subprocess.CompletedProcess[str]) -> str:
     lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
     return one_line((errors or lines or [f"exit code {result.returncode}"])[-1])
@@ -76,7 +76,7 @@ def database_settings(stack: str) -> dict[str, object]:
         project = project_dir()
     except ConsoleError:
         return {}
-    result = _pulumi(project, ["config", "get", "astats:database", "--json"], stack)
+    result = run_pulumi(project, ["config", "get", "astats:database", "--json"], stack)
     try:
         answer = json.loads(result.stdout) if result.returncode == 0 else {}
         # {"value": "<JSON text>", "objectValue": {...}, "secret": false}
@@ -95,8 +95,8 @@ def data_volume_of(container: Container) -> str | None:
 
 def _set(project: Path, stack: str, value: str | None) -> subprocess.CompletedProcess[str]:
     if value is None:
-        return _pulumi(project, ["config", "rm", "--path", CONFIG_KEY], stack)
-    return _pulumi(project, ["config", "set", "--path", CONFIG_KEY, value], stack)
+        return run_pulumi(project, ["config", "rm", "--path", CONFIG_KEY], stack)
+    return run_pulumi(project, ["config", "set", "--path", CONFIG_KEY, value], stack)
 
 
 def _start(writers: list[Container], steps: Steps) -> list[str]:
@@ -117,7 +117,7 @@ def _start(writers: list[Container], steps: Steps) -> list[str]:
 def switch_volume(stack: Stack, volume: str, steps: Steps) -> str:
     """Move the stack's database to `volume`; return the volume it ran on before."""
     project = project_dir()
-    current = _pulumi(project, ["config", "get", "--path", CONFIG_KEY], stack.name)
+    current = run_pulumi(project, ["config", "get", "--path", CONFIG_KEY], stack.name)
     previous = current.stdout.strip() if current.returncode == 0 else None
     servers = stack.containers("db")
     old = (
@@ -133,23 +133,23 @@ def switch_volume(stack: Stack, volume: str, steps: Steps) -> str:
     result = _set(project, stack.name, volume)
     if result.returncode != 0:
         _start(writers, steps)
-        raise ConsoleError(f"pulumi config set failed: {_said(result)}; nothing was switched")
+        raise ConsoleError(f"pulumi config set failed: {said(result)}; nothing was switched")
     started = time.monotonic()
     steps.say("pulumi up (the database and the scheduler move to the new volume)")
-    up = _pulumi(project, ["up", "--yes", "--skip-preview"], stack.name)
+    up = run_pulumi(project, ["up", "--yes", "--skip-preview"], stack.name)
     if up.returncode != 0:
-        why = _said(up)
+        why = said(up)
         steps.say(f"pulumi up failed: {why}; putting the config back", style="bold red")
         back = _set(project, stack.name, previous)
         again = (
-            _pulumi(project, ["up", "--yes", "--skip-preview"], stack.name)
+            run_pulumi(project, ["up", "--yes", "--skip-preview"], stack.name)
             if back.returncode == 0
             else back
         )
         trouble = _start(writers, steps)
         if again.returncode != 0:
             raise ConsoleError(
-                f"the switch failed ({why}) and so did going back ({_said(again)}): the config "
+                f"the switch failed ({why}) and so did going back ({said(again)}): the config "
                 f"names {previous or 'the original volume'} again; run scripts/pulumi up"
             )
         left = f"; but {'; '.join(trouble)}" if trouble else ""
