@@ -3,7 +3,7 @@
 Pure: the preview's JSON and the facts read beside it (the live schema's head, the new
 migration files, the secret keys that changed) go in; a `Plan` comes out, rendered as text or
 as Markdown for a pull request, with its exit code: 0 nothing to do, 2 changes, 3 danger (a
-data volume replaced or deleted).
+data volume replaced or deleted), 1 when the preview failed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-NOTHING, CHANGES, DANGER = 0, 2, 3
+NOTHING, FAILED, CHANGES, DANGER = 0, 1, 2, 3
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
@@ -115,6 +115,8 @@ class Plan:
     def exit_code(self) -> int:
         if self.danger:
             return DANGER
+        if self.errors:
+            return FAILED
         return CHANGES if self.changes else NOTHING
 
 
@@ -357,6 +359,8 @@ def plan_lines(plan: Plan) -> tuple[str, list[Line]]:
     )
     if plan.exit_code == DANGER:
         headline = f"DANGER, data at risk: {counts}"
+    elif plan.exit_code == FAILED:
+        headline = "the preview failed; what it planned before the error is below"
     elif plan.exit_code == CHANGES:
         headline = f"changes: {counts}"
     else:

@@ -183,3 +183,12 @@ def test_the_fixtures_hold_nothing_of_the_machine_or_a_secret() -> None:
             assert leak not in text, f"{path.name} holds {leak!r}"
         config = load(path.stem)["config"]
         assert config["astats:secretKey"] == config["astats:dbPassword"] == "[secret]"
+
+
+def test_a_failed_preview_exits_1_with_the_engines_error() -> None:
+    preview = load("noop") | {
+        "diagnostics": [{"severity": "error", "message": "unable to replace protected resource"}]
+    }
+    plan = build_plan("plan", preview, NO_SECRET_CHANGED)
+    assert plan.exit_code == 1
+    assert "preview error: unable to replace protected resource" in render_text(plan)
