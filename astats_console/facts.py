@@ -280,6 +280,13 @@ class TlsFacts:
 
 
 @dataclass(frozen=True)
+class ReleaseImageFacts:
+    releases: int
+    own_bytes: int
+    """What removing them would free: their layers no other image shares."""
+
+
+@dataclass(frozen=True)
 class StackFacts:
     stack: str
     now: datetime
@@ -289,6 +296,7 @@ class StackFacts:
     backups: BackupFacts | None = None
     tls: TlsFacts | None = None
     """None: TLS is off (or the stack has no nginx)."""
+    release_images: ReleaseImageFacts | None = None
 
     def to_json(self, reasons: list[str]) -> dict[str, Any]:
         return {
@@ -330,6 +338,12 @@ class StackFacts:
             "volumes": [
                 {"name": v.name, "service": v.service, "size": v.size} for v in self.volumes
             ],
+            "release_images": None
+            if self.release_images is None
+            else {
+                "releases": self.release_images.releases,
+                "own_bytes": self.release_images.own_bytes,
+            },
             "backups": None
             if self.backups is None
             else {

@@ -229,3 +229,26 @@ def show_releases(stack: Stack, out: Console, *, as_json: bool) -> int:
 
 def short_id(image: str) -> str:
     return image.removeprefix("sha256:")[:12]
+
+
+def _layers(client: DockerClient, reference: str) -> dict[tuple[object, ...], int]:
+    """An image's layers that hold bytes, each known by the build step that made it (its
+    time, instruction and size: the same in every image that shares it), with its size."""
+    history = client.images.get(reference).history()
+    return {
+        (step.get("Created"), step.get("CreatedBy"), step.get("Size")): int(step["Size"])
+        for step in history
+        if int(step.get("Size") or 0) > 0
+    }
+
+
+def layers_bytes(client: DockerClient, kept: list[str], running: list[str]) -> int:
+    """The bytes of the layers the `kept` images hold that no `running` image has: what
+    removing them would free."""
+    held: dict[tuple[object, ...], int] = {}
+    for reference in kept:
+        held |= _layers(client, reference)
+    for reference in running:
+        for layer in _layers(client, reference):
+            held.pop(layer, None)
+    return sum(held.values())

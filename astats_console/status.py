@@ -28,15 +28,18 @@ from astats_console.backups import backup_facts
 from astats_console.certificates import renewal_text, tls_facts
 from astats_console.durations import format_bytes, format_duration, parse_engine_time
 from astats_console.engine import is_local_engine, last_failing_check, run_in
+from astats_console.errors import ConsoleError
 from astats_console.facts import (
     BackupFacts,
     DiskFacts,
+    ReleaseImageFacts,
     ServiceFacts,
     StackFacts,
     TlsFacts,
     VolumeFacts,
 )
 from astats_console.reasons import Thresholds, attention_reasons
+from astats_console.releases import layers_bytes, list_releases
 from astats_console.stack import STACK_LABEL, Stack
 
 
@@ -144,17 +147,39 @@ def disk_facts(client: DockerClient, containers: list[Container]) -> DiskFacts |
     return None
 
 
-def volume_facts(client: DockerClient, stack: str) -> list[VolumeFacts]:
-    """The stack's volumes; sizes unknown when the engine is busy with another ``df``
-    (it runs one at a time and refuses the rest)."""
-    sizes: dict[str, int] = {}
+def engine_usage(client: DockerClient) -> dict[str, Any]:
+    """The engine's ``df``; empty when it is busy with another (it runs one at a time and
+    refuses the rest)."""
     try:
-        for volume in client.df().get("Volumes") or []:
-            size = (volume.get("UsageData") or {}).get("Size")
-            if isinstance(size, int) and size >= 0:
-                sizes[str(volume["Name"])] = size
+        return dict(client.df())
     except DockerException:
-        pass
+        return {}
+
+
+def release_image_facts(client: DockerClient, stack: Stack) -> ReleaseImageFacts | None:
+    """The release images kept for rollbacks (components/files/record-release.sh): how many
+    releases, and the space only they hold (layers no running container's image has)."""
+    try:
+        kept = list_releases(client, stack.name)
+        running = [str(c.attrs.get("Image")) for c in stack.containers(running=True)]
+        images = [r.backend_marker_id for r in kept] + [
+            r.frontend_tag for r in kept if r.frontend_tag
+        ]
+        own = layers_bytes(client, images, running)
+    except (DockerException, ConsoleError):
+        return None
+    return ReleaseImageFacts(releases=len(kept), own_bytes=own)
+
+
+def volume_facts(
+    client: DockerClient, stack: str, usage: dict[str, Any] | None = None
+) -> list[VolumeFacts]:
+    """The stack's volumes; sizes unknown when the engine is busy with another ``df``."""
+    sizes: dict[str, int] = {}
+    for volume in (engine_usage(client) if usage is None else usage).get("Volumes") or []:
+        size = (volume.get("UsageData") or {}).get("Size")
+        if isinstance(size, int) and size >= 0:
+            sizes[str(volume["Name"])] = size
     found = [
         VolumeFacts(
             name=str(volume.name),
@@ -227,12 +252,14 @@ def collect(
             )
         )
     services.sort(key=lambda s: (s.service, s.started or now))
+    usage = engine_usage(stack.client)
     return StackFacts(
         stack=stack.name,
         now=now,
         services=services,
         disk=disk_facts(stack.client, containers),
-        volumes=volume_facts(stack.client, stack.name),
+        volumes=volume_facts(stack.client, stack.name, usage),
+        release_images=release_image_facts(stack.client, stack),
         backups=backup_facts(stack) if with_backups else backups,
         tls=tls_facts(containers),
     )
@@ -288,6 +315,12 @@ def render(facts: StackFacts, reasons: list[str]) -> Group:
         f"{v.name} {format_bytes(v.size) if v.size is not None else '?'}" for v in facts.volumes
     )
     lines.append(f"volumes: {volumes or 'none labelled for this stack'}")
+    if facts.release_images is not None and facts.release_images.releases:
+        kept = facts.release_images
+        lines.append(
+            f"releases kept for rollback: {kept.releases}, "
+            f"{format_bytes(kept.own_bytes)} held only by them (astats releases)"
+        )
     lines.extend(_backup_lines(facts.backups, facts.now))
     if facts.backups is not None and facts.backups.problem is None:
         lines.extend(pitr_lines(facts.backups.pitr, facts.now))
