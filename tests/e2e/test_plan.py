@@ -52,7 +52,7 @@ class Planned:
         started = time.monotonic()
         bare = self.project.run("preview", "--json", check=False)
         MEASURED[f"{case}_pulumi_preview_s"] = round(time.monotonic() - started, 1)
-        if CAPTURE:
+        if CAPTURE and not flags:
             save(case, json.loads(bare.stdout), self.project.stack, self.port)
         return Result(argv, done.returncode, done.stdout, done.stderr)
 
