@@ -68,11 +68,11 @@ class Plan:
         if not self.undo:
             said.append(f"  schema: stays at {self.live_head or '-'} (the release's head)")
         elif self.restore_to is not None:
-            minutes = (now - self.restore_to).total_seconds() / 60
+            minutes = max(round((now - self.restore_to).total_seconds() / 60), 1)
             said.append(
                 f"  schema: RESTORE DATA to {self.restore_to.isoformat(timespec='seconds')} "
-                f"(before {self.irreversible[-1].file} ran): the last {minutes:.0f} minutes "
-                "of writes are lost"
+                f"(before {self.irreversible[-1].file} ran): the writes of the last {minutes} "
+                f"minute{'' if minutes == 1 else 's'} are lost"
             )
         else:
             files = ", ".join(m.file for m in self.undo)

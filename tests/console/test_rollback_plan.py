@@ -119,6 +119,6 @@ def test_the_plan_says_what_is_lost_with_restore_data() -> None:
     undo = [Migration("0003", "/v/0003_drop.py", "def downgrade():\n    pass\n")]
     plan = Plan(R1, R3, "0003", undo, datetime(2026, 12, 3, 9, 0, tzinfo=UTC))
     lines = plan.lines(datetime(2026, 12, 3, 10, 0, tzinfo=UTC))
-    assert any("the last 60 minutes of writes are lost" in line for line in lines)
+    assert any("the writes of the last 60 minutes are lost" in line for line in lines)
     assert any("before 0003_drop.py ran" in line for line in lines)
     assert lines[-1].startswith("  pin: astats:releases.pin (unpin:")
