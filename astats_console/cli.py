@@ -18,6 +18,7 @@ from astats_console import (
     logs,
     pitr_repo,
     pitr_restore,
+    plan_source,
     releases,
     restore,
     rollback,
@@ -155,6 +156,10 @@ def cmd_restore(args: argparse.Namespace, stack: Stack, out: Console, err: Conso
         return pitr_restore.run_pitr_restore(stack, stack.client, pitr, out)
     request = restore.RestoreRequest(file=args.file, latest=args.latest_dump, yes=args.yes)
     return restore.run_restore(stack, request, out)
+
+
+def cmd_plan(args: argparse.Namespace, stack: Stack, out: Console, err: Console) -> int:
+    return plan_source.run_plan(stack, out, markdown=args.markdown)
 
 
 def cmd_releases(args: argparse.Namespace, stack: Stack, out: Console, err: Console) -> int:
@@ -310,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sh = add("shell", cmd_shell, "a shell in a service's container, with its environment")
     sh.add_argument("service", metavar="SERVICE")
+
+    pl = add(
+        "plan",
+        cmd_plan,
+        "what pulumi up would do, in operators' words: the backup and migration (naming the new "
+        "revisions), how each service is replaced, data at risk, secrets by key; exits 0 "
+        "nothing to do, 2 changes, 3 danger (data at risk), 1 when the preview fails",
+    )
+    pl.add_argument("--markdown", action="store_true", help="Markdown, for a pull-request comment")
 
     wt = add(
         "watch",

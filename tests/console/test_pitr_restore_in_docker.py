@@ -43,16 +43,16 @@ class Archiving:
             user="postgres",
         )
         assert code == 0, output.decode()
-        return output.decode().strip()
+        return str(output.decode()).strip()
 
     def pgbackrest(self, *args: str) -> str:
         code, output = self.db.exec_run(["pgbackrest", *args], user="postgres")
         assert code == 0, output.decode()
-        return output.decode()
+        return str(output.decode())
 
     def info(self) -> str:
         _, output = self.db.exec_run(["pgbackrest", "info", "--output=json"], user="postgres")
-        return output.decode().replace(" ", "")
+        return str(output.decode()).replace(" ", "")
 
     def volumes(self, engine: DockerClient) -> set[str]:
         return {
