@@ -98,15 +98,24 @@ def test_only_the_preview_job_may_write_to_pull_requests() -> None:
     assert "permissions" not in workflow("deploy.yml")["jobs"]["up"]
 
 
-def test_the_preview_comments_once_per_pull_request_with_the_policy_pack() -> None:
+def test_the_preview_comments_once_per_pull_request_with_the_plan_above_the_diff() -> None:
     preview = workflow("preview.yml")["jobs"]["preview"]
-    pulumi = next(s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions@"))
+    steps = preview["steps"]
+    pulumi = next(s for s in steps if s.get("uses", "").startswith("pulumi/actions@"))
     assert pulumi["with"]["command"] == "preview"
     assert pulumi["with"]["diff"] is True
-    assert pulumi["with"]["comment-on-pr"] is True
-    assert pulumi["with"]["edit-pr-comment"] is True
+    assert pulumi["with"]["comment-on-pr"] is False, "the plan's comment carries the diff"
     assert pulumi["with"]["policyPacks"] == "policy"
-    assert any("policy/venv/bin/pip install" in s.get("run", "") for s in preview["steps"])
+    assert any("policy/venv/bin/pip install" in s.get("run", "") for s in steps)
+    names = [s.get("name") for s in steps]
+    plan = steps[names.index("astats plan")]
+    assert "plan --markdown >plan.md" in plan["run"]
+    post = steps[names.index("Post the plan and the diff as one comment")]
+    assert names.index("astats plan") < names.index(post["name"])
+    assert post["env"]["PREVIEW_OUTPUT"] == "${{ steps.preview.outputs.output }}"
+    assert "scripts/pr_comment.py plan.md" in post["run"]
+    danger = steps[names.index("Data at risk needs a restore plan before merging")]
+    assert danger["if"] == "steps.plan.outputs.exit == '3'"
 
 
 def test_two_rollouts_of_one_stack_never_run_at_once() -> None:
