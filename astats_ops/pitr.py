@@ -159,9 +159,17 @@ def _archiver(env: Mapping[str, str]) -> _Archiver:
 
 
 def archive_status(
-    env: Mapping[str, str], archive_timeout_s: float, now: datetime | None = None
+    env: Mapping[str, str],
+    archive_timeout_s: float,
+    now: datetime | None = None,
+    *,
+    earlier_reason: str | None = None,
 ) -> ArchiveStatus:
-    """The archive's health; what cannot be read is said in ``reason``, nothing raises."""
+    """The archive's health; what cannot be read is said in ``reason``, nothing raises.
+
+    ``earlier_reason`` is what the last check said while archiving was failing: pgBackRest
+    clears its error file each time it retries a push, so a check that falls between two
+    attempts keeps that reason rather than losing pgBackRest's words."""
     now = now or datetime.now(UTC)
     archiver = _archiver(env)
     found = archiver.fields
@@ -182,6 +190,8 @@ def archive_status(
     while reason is None and retries:
         time.sleep(SPOOL_RETRY_S)
         reason, retries = spool_error(env), retries - 1
+    if reason is None and failing and earlier_reason:
+        reason = earlier_reason
     if reason is None and failing:
         reason = (
             f"archive_command failed for {found.get('last_failed_wal')} and left no error in "
@@ -265,8 +275,14 @@ def spool_error(env: Mapping[str, str]) -> str | None:
         return None
     code, _, message = text.partition("\n")
     if code.strip().isdigit():
-        return f"ERROR: [{int(code):03d}]: {one_line(message)}"
-    return one_line(text) or None
+        return f"ERROR: [{int(code):03d}]: {_reason(message)}"
+    return _reason(text) or None
+
+
+def _reason(text: str) -> str:
+    """pgBackRest's words on one line, without its HINT lines (advice on its own setup)."""
+    lines = [line for line in text.splitlines() if not line.strip().startswith("HINT:")]
+    return one_line("\n".join(lines)).replace(":; ", ": ")
 
 
 def repo_free_bytes(env: Mapping[str, str]) -> int | None:
@@ -359,7 +375,12 @@ def empty_block(archive_timeout_s: float) -> dict[str, Any]:
 
 def refresh_archive(block: dict[str, Any], env: Mapping[str, str]) -> ArchiveStatus:
     """Update ``block``'s archive and ``checked_at`` in place."""
-    status = archive_status(env, float(block["archive_timeout_s"]))
+    earlier = block.get("archive") or {}
+    status = archive_status(
+        env,
+        float(block["archive_timeout_s"]),
+        earlier_reason=earlier.get("reason") if earlier.get("failing") else None,
+    )
     block.update(checked_at=isoformat(datetime.now(UTC)), archive=status.as_status())
     return status
 

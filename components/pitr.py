@@ -79,6 +79,12 @@ def offsite_env(s3: S3Settings, retention_full: int) -> dict[str, str]:
         "PGBACKREST_REPO2_S3_REGION": s3.region,
         "PGBACKREST_REPO2_RETENTION_FULL": str(retention_full),
     }
+    # A store that does not answer: pgBackRest tries each request about four times per
+    # io-timeout (60 s by default), and a push reads two files first, so its own error, naming
+    # repo2, would come only after minutes, long after the push gave up (archive-timeout) with
+    # a message of its own. 10 s per request and 120 s per push name it within a push.
+    env["PGBACKREST_IO_TIMEOUT"] = "10"
+    env["PGBACKREST_ARCHIVE_TIMEOUT"] = "120"
     if s3.endpoint_url:
         # S3-compatible stores are addressed by path, not by a host name per bucket.
         env["PGBACKREST_REPO2_S3_URI_STYLE"] = "path"
