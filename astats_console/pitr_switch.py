@@ -86,6 +86,32 @@ def database_settings(stack: str) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
+RESTORED_SUFFIX = "$docker:index/volume:Volume::pgdata-restored"
+
+
+def unprotect_restored(project: Path, stack: str, steps: Steps) -> None:
+    """An earlier restore's volume is protected like the data volume; the new one takes its
+    place in the stack (the old one is retained on the host), so its protection goes first."""
+    exported = run_pulumi(project, ["stack", "export"], stack)
+    try:
+        resources = json.loads(exported.stdout)["deployment"].get("resources") or []
+    except (ValueError, KeyError, TypeError):
+        raise ConsoleError(
+            f"pulumi stack export failed: {said(exported)}; nothing was switched"
+        ) from None
+    for resource in resources:
+        urn = str(resource.get("urn", ""))
+        if urn.endswith(RESTORED_SUFFIX) and resource.get("protect"):
+            steps.say(
+                f"unprotecting the earlier restore's volume in the state ({resource.get('id')})"
+            )
+            done = run_pulumi(project, ["state", "unprotect", urn, "--yes"], stack)
+            if done.returncode != 0:
+                raise ConsoleError(
+                    f"pulumi state unprotect failed: {said(done)}; nothing was switched"
+                )
+
+
 def data_volume_of(container: Container) -> str | None:
     for mount in container.attrs.get("Mounts") or []:
         if mount.get("Destination") == PGDATA and mount.get("Name"):
@@ -125,6 +151,7 @@ def switch_volume(stack: Stack, volume: str, steps: Steps) -> str:
         or previous
         or f"astats-{stack.name}-pgdata"
     )
+    unprotect_restored(project, stack.name, steps)
     writers = stack.containers("backend", running=True)
     for writer in writers:
         steps.say(f"stopping {writer.name} for the switch")

@@ -55,15 +55,17 @@ class Volumes(pulumi.ComponentResource):
         server_data = self.pgdata
         if settings.database.restored_volume is not None:
             # Made by a point-in-time restore (astats restore), which names it here: the server
-            # moves to it, and the data volume above stays as it was. Not protected, so the next
-            # restore can take its place; retained, so that only forgets it.
+            # moves to it, and the data volume above stays as it was. Protected like it; the
+            # next restore unprotects it before taking its place, and retained, so that only
+            # forgets it.
             server_data = self.restored = volume(
-                "pgdata-restored", "db", settings.database.restored_volume, False
+                "pgdata-restored", "db", settings.database.restored_volume, protect
             )
         self.backups = volume("backups", "backup", settings.backup.volume_name, protect)
         # Archived WAL and physical backups: the only way back to a point in time.
         self.pgbackrest = volume("pgbackrest", "db", None, protect)
-        self.pgsocket = volume("pgsocket", "db", None, False)
+        # Only a socket: not data (the policy pack's data-volume rule looks for service db).
+        self.pgsocket = volume("pgsocket", "db-socket", None, False)
         self.backend_logs = volume("backend-logs", "backend", None, False)
         self.upstreams = volume("upstreams", "nginx", None, False)
         self.assets = volume("assets", "frontend", None, False)

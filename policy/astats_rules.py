@@ -243,7 +243,7 @@ def check_data_volume_kept(props: Props, opts: Options) -> list[str]:
     if not is_database(props) or FILES_LABEL in labels_of(props) or opts.protect:
         return []
     return [
-        "the database's data volume is not protected. retain_on_delete cannot be seen by "
+        "a data volume of the database is not protected. retain_on_delete cannot be seen by "
         "policies, so only `protect` proves a destroy or replacement keeps the data; set "
         "astats:database.protectVolume true (stacks that rely on retain_on_delete alone run "
         "this rule as advisory, see policy/config)"
@@ -379,8 +379,8 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "data-volume-protected",
-        "The database's data volume is protected, so neither a destroy nor a replacement "
-        "can delete it.",
+        "The database's data volumes (its data, and pgBackRest's WAL archive) are protected, "
+        "so neither a destroy nor a replacement can delete them.",
         VOLUME,
         check_data_volume_kept,
     ),

@@ -118,7 +118,7 @@ def stack_images(test_images: Images, backend_images: BackendImages) -> dict[str
     node = built_once_per_run("node-standin-image", e2e_images.NODE_TAG, node_image)
     nginx = built_once_per_run("nginx-official-image", e2e_images.NGINX_TAG, official_nginx)
     return {
-        "db": test_images.postgres,
+        "db": test_images.database,
         "backend": backend_images.backend,
         "frontend": images.frontend_standin(node),
         "nginx": nginx,

@@ -125,13 +125,19 @@ def test_the_pack_registers_every_rule_as_mandatory(analyzer: Any) -> None:
 
 def test_the_dev_stack_passes_with_its_policy_config(analyzer: Any, dev_graph: Graph) -> None:
     configure(analyzer, json.loads((POLICY_DIR / "config" / "dev.json").read_text()))
-    assert analyze_graph(analyzer, dev_graph) == [("data-volume-protected", "pgdata", ADVISORY)]
+    assert analyze_graph(analyzer, dev_graph) == [
+        ("data-volume-protected", "pgdata", ADVISORY),
+        ("data-volume-protected", "pgbackrest", ADVISORY),
+    ]
 
 
 def test_without_the_dev_config_the_unprotected_volume_stops_the_rollout(
     analyzer: Any, dev_graph: Graph
 ) -> None:
-    assert analyze_graph(analyzer, dev_graph) == [("data-volume-protected", "pgdata", MANDATORY)]
+    assert analyze_graph(analyzer, dev_graph) == [
+        ("data-volume-protected", "pgdata", MANDATORY),
+        ("data-volume-protected", "pgbackrest", MANDATORY),
+    ]
 
 
 def test_the_prod_stack_passes(analyzer: Any, prod_graph: Graph) -> None:

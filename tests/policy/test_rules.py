@@ -19,7 +19,8 @@ from tests.policy.conftest import (
 )
 from tests.pulumi_harness import Graph, dev_config, evaluate
 
-ADVISORY_IN_DEV = {("data-volume-protected", "pgdata")}
+# The data volume and the WAL archive (pgBackRest's repository): protected alike.
+ADVISORY_IN_DEV = {("data-volume-protected", "pgdata"), ("data-volume-protected", "pgbackrest")}
 
 
 def container(graph: Graph, service: str) -> dict[str, Any]:
@@ -46,8 +47,8 @@ def test_rules_see_every_container_and_the_data_volume(dev_graph: Graph) -> None
     assert set(dev_graph.containers()) == {"db", "backend", "frontend", "nginx", "backup"}
     volumes = dev_graph.of_type(astats_rules.VOLUME)
     data = [v for v in volumes if astats_rules.is_database(v.inputs)]
-    assert [v.name for v in data] == ["pgdata", "db-files"]
-    assert astats_rules.FILES_LABEL in astats_rules.labels_of(data[1].inputs), "no data in it"
+    assert [v.name for v in data] == ["pgdata", "pgbackrest", "db-files"]
+    assert astats_rules.FILES_LABEL in astats_rules.labels_of(data[-1].inputs), "no data in it"
 
 
 def test_a_container_without_log_rotation_breaks_log_rotation(dev: Graph, dev_graph: Graph) -> None:
@@ -107,7 +108,7 @@ def test_an_unprotected_data_volume_in_prod_breaks_data_volume_protected() -> No
     settings = stack_config("prod")
     settings["database"] = {**settings["database"], "protectVolume": False}
     graph = evaluate(settings, PROD_SECRETS, stack="prod")
-    assert hits(graph.resources) == {("data-volume-protected", "pgdata")}
+    assert hits(graph.resources) == ADVISORY_IN_DEV
 
 
 def test_protecting_the_dev_volume_from_config_satisfies_data_volume_protected() -> None:
