@@ -103,6 +103,8 @@ def pitr(images: StandIns) -> Iterator[PitrDeployment]:
         backup = config["config"].setdefault("astats:backup", {})
         backup["drills"] = False
         backup["pitr"] = {"archiveTimeoutS": ARCHIVE_TIMEOUT_S, "drillEveryHours": 24}
+        # Protected as in prod: the second restore must unprotect the first one's volume.
+        config["config"]["astats:database"]["protectVolume"] = True
         path.write_text(yaml.safe_dump(config, sort_keys=True))
         project.set_config("astats:dbPassword", secrets.token_urlsafe(24), secret=True)
         project.set_config("astats:secretKey", secrets.token_urlsafe(32), secret=True)
