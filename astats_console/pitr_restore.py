@@ -8,7 +8,7 @@ live data volume. Each step is printed with its time.
    never pushes a timeline into the repository) and wait until it reaches the target;
 4. check it: the restored ``alembic_version``, every table readable, the operator's query;
 5. (``--dry-run`` stops here and removes the new volume) confirm, stop the backend, and switch
-   the stack to the new volume through the engine (components/pitr_switch: the config's
+   the stack to the new volume through the engine (astats_console/pitr_switch.py: the config's
    ``database.restoredVolume`` and ``pulumi up``), then start the backend again.
 
 Up to the switch nothing of the running stack is touched, and a failure removes only what

@@ -10,17 +10,16 @@ that, and started again after. If `pulumi up` fails, the config goes back to wha
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from docker.errors import DockerException
 from docker.models.containers import Container
 
-from astats_console.errors import ConsoleError, one_line
+from astats_console.errors import ConsoleError
 from astats_console.pitr_repo import PGDATA
-from astats_console.restore import STOP_GRACE_S, Steps, health_budget_s, wait_healthy
+from astats_console.pulumi_cli import project_dir, run_pulumi, said
+from astats_console.restore import STOP_GRACE_S, Steps, start_writers
 from astats_console.stack import Stack
 
 CONFIG_KEY = "astats:database.restoredVolume"
@@ -28,46 +27,6 @@ CONFIG_KEY = "astats:database.restoredVolume"
 
 class SwitchedUnhealthyError(ConsoleError):
     """The database runs on the new volume, but the backend did not come back healthy."""
-
-
-UP_TIMEOUT_S = 1800
-
-
-def project_dir(start: Path | None = None) -> Path:
-    for directory in (start or Path.cwd(), *(start or Path.cwd()).parents):
-        if (directory / "Pulumi.yaml").is_file():
-            return directory
-    raise ConsoleError(
-        "the switch runs pulumi up: run astats from the project directory (where Pulumi.yaml "
-        "is); nothing was switched"
-    )
-
-
-def pulumi_argv(project: Path) -> list[str]:
-    """scripts/pulumi (the project's state and passphrase), else the CLI on PATH."""
-    wrapper = project / "scripts" / "pulumi"
-    if wrapper.is_file():
-        return [str(wrapper)]
-    found = shutil.which("pulumi")
-    if found is None:
-        raise ConsoleError("no pulumi CLI on PATH; nothing was switched")
-    return [found]
-
-
-def run_pulumi(project: Path, args: list[str], stack: str) -> subprocess.CompletedProcess[str]:
-    argv = [*pulumi_argv(project), *args, "--stack", stack, "--non-interactive"]
-    try:
-        return subprocess.run(
-            argv, cwd=project, capture_output=True, text=True, timeout=UP_TIMEOUT_S, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return subprocess.CompletedProcess(argv, 1, "", str(exc))
-
-
-def said(result: subprocess.CompletedProcess[str]) -> str:
-    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    return one_line((errors or lines or [f"exit code {result.returncode}"])[-1])
 
 
 def database_settings(stack: str) -> dict[str, object]:
@@ -125,21 +84,6 @@ def _set(project: Path, stack: str, value: str | None) -> subprocess.CompletedPr
     return run_pulumi(project, ["config", "set", "--path", CONFIG_KEY, value], stack)
 
 
-def _start(writers: list[Container], steps: Steps) -> list[str]:
-    trouble = []
-    for writer in writers:
-        try:
-            writer.start()
-        except DockerException as exc:
-            trouble.append(f"{writer.name}: {one_line(str(exc))}")
-            continue
-        state = wait_healthy(writer, health_budget_s(writer))
-        steps.say(f"{writer.name} is {state}")
-        if state != "healthy":
-            trouble.append(f"{writer.name}: {state}")
-    return trouble
-
-
 def switch_volume(stack: Stack, volume: str, steps: Steps) -> str:
     """Move the stack's database to `volume`; return the volume it ran on before."""
     project = project_dir()
@@ -159,7 +103,7 @@ def switch_volume(stack: Stack, volume: str, steps: Steps) -> str:
     steps.say(f"pulumi config set {CONFIG_KEY} {volume}")
     result = _set(project, stack.name, volume)
     if result.returncode != 0:
-        _start(writers, steps)
+        start_writers(writers, steps)
         raise ConsoleError(f"pulumi config set failed: {said(result)}; nothing was switched")
     started = time.monotonic()
     steps.say("pulumi up (the database and the scheduler move to the new volume)")
@@ -173,7 +117,7 @@ def switch_volume(stack: Stack, volume: str, steps: Steps) -> str:
             if back.returncode == 0
             else back
         )
-        trouble = _start(writers, steps)
+        trouble = start_writers(writers, steps)
         if again.returncode != 0:
             raise ConsoleError(
                 f"the switch failed ({why}) and so did going back ({said(again)}): the config "
@@ -182,7 +126,7 @@ def switch_volume(stack: Stack, volume: str, steps: Steps) -> str:
         left = f"; but {'; '.join(trouble)}" if trouble else ""
         raise ConsoleError(f"the switch failed ({why}); the stack is back on {old}{left}")
     steps.say(f"pulumi up done in {time.monotonic() - started:.1f} s")
-    trouble = _start(writers, steps)
+    trouble = start_writers(writers, steps)
     if trouble:
         raise SwitchedUnhealthyError(
             f"the database runs on {volume} but the backend is not healthy: {'; '.join(trouble)} "

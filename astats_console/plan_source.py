@@ -15,7 +15,6 @@ import ast
 import configparser
 import hashlib
 import json
-import subprocess
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,8 +26,8 @@ from rich.console import Console
 
 from astats_console.errors import ConsoleError, one_line
 from astats_console.exec import DB_SERVICE, PSQL_SCRIPT
-from astats_console.pitr_switch import project_dir, pulumi_argv
 from astats_console.plan import Facts, Revision, Schema, build_plan, render_markdown, render_text
+from astats_console.pulumi_cli import project_dir, run_pulumi, said
 from astats_console.stack import Stack
 
 NAMESPACE = "astats:"
@@ -37,24 +36,6 @@ QUICK_TIMEOUT_S = 120
 HISTORY_PAGE = 20
 TABLE_QUERY = "SELECT to_regclass('alembic_version') IS NOT NULL"
 HEAD_QUERY = "SELECT version_num FROM alembic_version ORDER BY 1"
-
-
-def run_pulumi(
-    project: Path, args: Sequence[str], stack: str, timeout: float = QUICK_TIMEOUT_S
-) -> subprocess.CompletedProcess[str]:
-    argv = [*pulumi_argv(project), *args, "--stack", stack, "--non-interactive"]
-    try:
-        return subprocess.run(
-            argv, cwd=project, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return subprocess.CompletedProcess(argv, 1, "", str(exc))
-
-
-def _last_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    return one_line((errors or lines or [f"exit code {result.returncode}"])[-1])
 
 
 def preview_json(project: Path, stack: str) -> dict[str, Any]:
@@ -66,7 +47,7 @@ def preview_json(project: Path, stack: str) -> dict[str, Any]:
     except ValueError:
         preview = None
     if not isinstance(preview, dict) or (result.returncode != 0 and not preview.get("diagnostics")):
-        raise ConsoleError(f"pulumi preview failed: {_last_line(result)}")
+        raise ConsoleError(f"pulumi preview failed: {said(result)}")
     return preview
 
 
@@ -95,15 +76,16 @@ def last_deployed_config(history: Sequence[Mapping[str, Any]]) -> Mapping[str, A
 
 
 def secrets_facts(project: Path, stack: str) -> tuple[tuple[str, ...] | None, str]:
-    now = run_pulumi(project, ["config", "--json", "--show-secrets"], stack)
+    now = run_pulumi(project, ["config", "--json", "--show-secrets"], stack, QUICK_TIMEOUT_S)
     history = run_pulumi(
         project,
         ["stack", "history", "--json", "--show-secrets", "--page-size", str(HISTORY_PAGE)],
         stack,
+        QUICK_TIMEOUT_S,
     )
     for result, what in ((now, "the stack's config"), (history, "the stack's history")):
         if result.returncode != 0:
-            return None, f"{what} could not be read: {_last_line(result)}"
+            return None, f"{what} could not be read: {said(result)}"
     try:
         config, entries = json.loads(now.stdout), json.loads(history.stdout or "[]")
     except ValueError:

@@ -184,7 +184,7 @@ def live_release(releases: list[Release], backend_image: str | None) -> Release 
 
 def history(stack: str) -> list[dict[str, Any]]:
     """`pulumi stack history --json`, or nothing when the CLI cannot say."""
-    from astats_console.pitr_switch import project_dir, run_pulumi
+    from astats_console.pulumi_cli import project_dir, run_pulumi
 
     try:
         project = project_dir()

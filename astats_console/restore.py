@@ -23,7 +23,7 @@ from docker.models.containers import Container
 from rich.console import Console
 
 from astats_console.backups import BACKUPS_DIR, BackupEntry, list_backups, run_ops, scheduler
-from astats_console.errors import ConsoleError
+from astats_console.errors import ConsoleError, one_line
 from astats_console.stack import Stack
 
 WRITERS = ("backend",)
@@ -146,18 +146,7 @@ def run_restore(
         )
         return 1
     steps.say(f"restored {entry.name}")
-    unhealthy = []
-    for writer in writers:
-        steps.say(f"starting {writer.name}")
-        try:
-            writer.start()
-        except DockerException as exc:
-            unhealthy.append(f"{writer.name}: {exc}")
-            continue
-        state = wait_healthy(writer, health_budget_s(writer))
-        steps.say(f"{writer.name} is {state}")
-        if state != "healthy":
-            unhealthy.append(f"{writer.name}: {state}")
+    unhealthy = start_writers(writers, steps)
     if unhealthy:
         steps.say(
             "the data is restored but the backend is not healthy: "
@@ -168,6 +157,23 @@ def run_restore(
         return 1
     steps.say("done", style="green")
     return 0
+
+
+def start_writers(writers: list[Container], steps: Steps) -> list[str]:
+    """Start each and wait until it is healthy; what did not come back, one entry each."""
+    trouble = []
+    for writer in writers:
+        steps.say(f"starting {writer.name}")
+        try:
+            writer.start()
+        except DockerException as exc:
+            trouble.append(f"{writer.name}: {one_line(str(exc))}")
+            continue
+        state = wait_healthy(writer, health_budget_s(writer))
+        steps.say(f"{writer.name} is {state}")
+        if state != "healthy":
+            trouble.append(f"{writer.name}: {state}")
+    return trouble
 
 
 def _database_of(job: Container) -> str:

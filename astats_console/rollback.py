@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from docker.models.containers import Container
 from rich.console import Console
 
-from astats_console import migrations, pitr_restore, pitr_switch, restore
+from astats_console import migrations, pitr_restore, pulumi_cli, restore
 from astats_console.backups import launcher_of, run_ops, scheduler
 from astats_console.engine import run_in
 from astats_console.errors import ConsoleError, one_line
@@ -203,23 +203,23 @@ def downgrade(stack: Stack, target_head: str | None, steps: Steps) -> None:
 
 
 def pin_and_up(stack: Stack, target: Release, steps: Steps) -> None:
-    project = pitr_switch.project_dir()
+    project = pulumi_cli.project_dir()
     for key, value in (
         ("release", target.name),
         ("backendImage", target.backend_tag),
         ("frontendImage", target.frontend_tag),
     ):
-        done = pitr_switch.run_pulumi(
+        done = pulumi_cli.run_pulumi(
             project, ["config", "set", "--path", f"{PIN}.{key}", value], stack.name
         )
         if done.returncode != 0:
-            raise ConsoleError(f"pulumi config set failed: {pitr_switch.said(done)}")
+            raise ConsoleError(f"pulumi config set failed: {pulumi_cli.said(done)}")
     steps.say(f"pinned {PIN} to release {target.name}; pulumi up (backend and frontend replaced)")
     started = time.monotonic()
-    up = pitr_switch.run_pulumi(project, ["up", "--yes", "--skip-preview"], stack.name)
+    up = pulumi_cli.run_pulumi(project, ["up", "--yes", "--skip-preview"], stack.name)
     if up.returncode != 0:
         raise ConsoleError(
-            f"pulumi up failed: {pitr_switch.said(up)}; the config pins release {target.name}: "
+            f"pulumi up failed: {pulumi_cli.said(up)}; the config pins release {target.name}: "
             "fix the cause and run scripts/up, or unpin (scripts/pulumi config rm --path "
             f"{PIN}) and run scripts/up"
         )
