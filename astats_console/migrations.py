@@ -13,10 +13,15 @@ import ast
 import json
 from dataclasses import dataclass
 
+from docker.errors import DockerException
 from docker.models.containers import Container
 
 from astats_console.errors import ConsoleError, one_line
+from astats_console.exec import DB_SERVICE, PSQL_SCRIPT
+from astats_console.stack import Stack
 
+TABLE_QUERY = "SELECT to_regclass('alembic_version') IS NOT NULL"
+HEAD_QUERY = "SELECT version_num FROM alembic_version ORDER BY 1"
 LISTER = r"""
 import json, sys
 from alembic.config import Config
@@ -96,3 +101,23 @@ def between(backend: Container, live_head: str, target_head: str | None) -> list
         said = one_line((err or out or b"").decode(errors="replace"))
         raise ConsoleError(f"the running backend could not list its migrations: {said}")
     return parse_listing((out or b"").decode(errors="replace"))
+
+
+def live_heads(stack: Stack) -> tuple[tuple[str, ...] | None, str]:
+    """alembic_version in the running database, through psql in its container (as astats
+    psql): () for a database without the table; None with the reason when it cannot be read."""
+    try:
+        container = stack.running(DB_SERVICE, role="the database")
+        if _psql(container, TABLE_QUERY) != ["t"]:
+            return (), ""
+        return tuple(_psql(container, HEAD_QUERY)), ""
+    except (ConsoleError, DockerException) as exc:
+        return None, f"the live database cannot be read ({one_line(str(exc))})"
+
+
+def _psql(container: Container, query: str) -> list[str]:
+    result = container.exec_run(["sh", "-c", PSQL_SCRIPT, "psql", "-AtX", "-c", query])
+    said: str = result.output.decode(errors="replace")
+    if result.exit_code != 0:
+        raise ConsoleError(one_line(said) or f"psql exited {result.exit_code}")
+    return said.split()

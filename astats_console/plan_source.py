@@ -20,12 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from docker.errors import DockerException
-from docker.models.containers import Container
 from rich.console import Console
 
-from astats_console.errors import ConsoleError, one_line
-from astats_console.exec import DB_SERVICE, PSQL_SCRIPT
+from astats_console.errors import ConsoleError
+from astats_console.migrations import live_heads
 from astats_console.plan import Facts, Revision, Schema, build_plan, render_markdown, render_text
 from astats_console.pulumi_cli import project_dir, run_pulumi, said
 from astats_console.stack import Stack
@@ -34,8 +32,6 @@ NAMESPACE = "astats:"
 PREVIEW_TIMEOUT_S = 1200
 QUICK_TIMEOUT_S = 120
 HISTORY_PAGE = 20
-TABLE_QUERY = "SELECT to_regclass('alembic_version') IS NOT NULL"
-HEAD_QUERY = "SELECT version_num FROM alembic_version ORDER BY 1"
 
 
 def preview_json(project: Path, stack: str) -> dict[str, Any]:
@@ -192,26 +188,6 @@ def place(revisions: Sequence[Revision], heads: tuple[str, ...] | None, why: str
         applied.add(rid)
         stack.extend(by_id[rid].down)
     return Schema(heads, pending=tuple(r for r in ordered if r.id not in applied))
-
-
-def live_heads(stack: Stack) -> tuple[tuple[str, ...] | None, str]:
-    """alembic_version in the running database, through psql in its container (as astats
-    psql): () for a database without the table; None with the reason when it cannot be read."""
-    try:
-        container = stack.running(DB_SERVICE, role="the database")
-        if _psql(container, TABLE_QUERY) != ["t"]:
-            return (), ""
-        return tuple(_psql(container, HEAD_QUERY)), ""
-    except (ConsoleError, DockerException) as exc:
-        return None, f"the live database cannot be read ({one_line(str(exc))})"
-
-
-def _psql(container: Container, query: str) -> list[str]:
-    result = container.exec_run(["sh", "-c", PSQL_SCRIPT, "psql", "-AtX", "-c", query])
-    said: str = result.output.decode(errors="replace")
-    if result.exit_code != 0:
-        raise ConsoleError(one_line(said) or f"psql exited {result.exit_code}")
-    return said.split()
 
 
 def backend_config(preview: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -94,11 +94,6 @@ def _labels(image: Image) -> dict[str, str]:
     return dict((image.attrs.get("Config") or {}).get("Labels") or {})
 
 
-def _tag(image: Image, stack: str, service: str) -> str | None:
-    prefix = f"astats-{stack}-{service}:release-"
-    return next((t for t in image.tags if t.startswith(prefix)), None)
-
-
 def list_releases(client: DockerClient, stack: str) -> list[Release]:
     """Newest first."""
     try:

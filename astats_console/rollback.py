@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from docker.models.containers import Container
 from rich.console import Console
 
 from astats_console import migrations, pitr_restore, pulumi_cli, restore
@@ -105,36 +104,11 @@ def choose(releases: list[Release], live: Release | None, wanted: str | None) ->
     raise ConsoleError("no earlier release to go back to (astats releases); nothing changed")
 
 
-def database_env(db: Container) -> tuple[str, str]:
-    env = dict(str(e).partition("=")[::2] for e in (db.attrs.get("Config") or {}).get("Env") or [])
-    user = env.get("POSTGRES_USER") or "postgres"
-    return user, env.get("POSTGRES_DB") or user
-
-
 def live_head(stack: Stack) -> str | None:
-    db = stack.running("db", role="the database")
-    user, name = database_env(db)
-    result = run_in(
-        db,
-        [
-            "psql",
-            "-X",
-            "-At",
-            "-h",
-            "/var/run/postgresql",
-            "-U",
-            user,
-            "-d",
-            name,
-            "-c",
-            "SELECT version_num FROM alembic_version",
-        ],
-    )
-    if not result.ok:
-        if "does not exist" in result.stderr:
-            return None
-        raise ConsoleError(f"cannot read the live Alembic head: {result.error_text()}")
-    return result.stdout.strip() or None
+    heads, why = migrations.live_heads(stack)
+    if heads is None:
+        raise ConsoleError(f"cannot read the live Alembic head: {why}; nothing changed")
+    return heads[0] if heads else None
 
 
 def restore_point(releases: list[Release], target: Release) -> datetime | None:

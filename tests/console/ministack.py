@@ -120,52 +120,44 @@ class MiniStack:
             service, image, command, entrypoint=launcher_entrypoint(), uploads=uploads, **kw
         )
 
-    def database(self, postgres_image: str) -> Container:
+    def database(self, image: str, *, command: list[str] | None = None, **extra: Any) -> Container:
+        """The database as components/database.py runs it; `extra` adds to what
+        archiving_database needs (environment, volumes, user, init)."""
+        environment = {
+            "POSTGRES_DB": DB_NAME,
+            "POSTGRES_USER": DB_USER,
+            "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
+            "PGDATA": PGDATA,
+            **extra.pop("environment", {}),
+        }
+        volumes = {self.volume("pgdata", "db"): PGDATA, **extra.pop("volumes", {})}
         return self.create(
             "db",
-            postgres_image,
-            ["postgres"],
-            environment={
-                "POSTGRES_DB": DB_NAME,
-                "POSTGRES_USER": DB_USER,
-                "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
-                "PGDATA": PGDATA,
-            },
+            image,
+            command or ["postgres"],
+            environment=environment,
             uploads={PASSWORD_FILE: (self.password, 0o444)},
             healthcheck=health(
                 ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME]
             ),
-            volumes={self.volume("pgdata", "db"): PGDATA},
+            volumes=volumes,
             alias="db",
             memory_mb=512,
+            **extra,
         )
 
     def archiving_database(self, database_image: str, archive_timeout_s: int = 10) -> Container:
         """The database as components/database.py runs it with backup.pitr on: WAL archived
         through pgBackRest into the stack's repository volume."""
         settings = BackupSettings(pitr=PitrSettings(archive_timeout_s=archive_timeout_s))
-        return self.create(
-            "db",
+        return self.database(
             database_image,
-            server_options(settings),
-            environment={
-                "POSTGRES_DB": DB_NAME,
-                "POSTGRES_USER": DB_USER,
-                "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
-                "PGDATA": PGDATA,
-                **pgbackrest_env(settings, DB_USER),
-            },
-            uploads={PASSWORD_FILE: (self.password, 0o444)},
-            healthcheck=health(
-                ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME]
-            ),
+            command=server_options(settings),
+            environment=pgbackrest_env(settings, DB_USER),
             volumes={
-                self.volume("pgdata", "db"): PGDATA,
                 self.volume("pgbackrest", "db"): REPOSITORY_MOUNT,
                 self.volume("pgsocket", "db"): SOCKET_DIR,
             },
-            alias="db",
-            memory_mb=512,
             user="postgres",
             init=True,
         )

@@ -120,40 +120,33 @@ def postgres_standin(base: str) -> str:
     return built_once_per_run("postgres-standin", POSTGRES_TAG, build)
 
 
-def database_image(postgres_image: str) -> str:
-    """Build the repo's database Dockerfile (pgBackRest added), as the program does, on
-    ``postgres_image``."""
+def _repo_image(dockerfile: Path, base: str, tag: str, once: str) -> str:
+    """Build one of the repo's Dockerfiles (the repo root as context), as the program does,
+    with `base` as its POSTGRES_IMAGE."""
     argv = [
         "docker",
         "build",
         "--file",
-        str(DATABASE_DOCKERFILE),
+        str(dockerfile),
         "--build-arg",
-        f"POSTGRES_IMAGE={postgres_image}",
+        f"POSTGRES_IMAGE={base}",
         "--tag",
-        DATABASE_TAG,
+        tag,
         str(REPO_ROOT),
     ]
-    what = f"building {DATABASE_DOCKERFILE.relative_to(REPO_ROOT)}"
-    return built_once_per_run("database-image", DATABASE_TAG, lambda: run_step(argv, what))
+    what = f"building {dockerfile.relative_to(REPO_ROOT)}"
+    return built_once_per_run(once, tag, lambda: run_step(argv, what))
+
+
+def database_image(postgres_image: str) -> str:
+    """The repo's database Dockerfile (pgBackRest added) on ``postgres_image``."""
+    return _repo_image(DATABASE_DOCKERFILE, postgres_image, DATABASE_TAG, "database-image")
 
 
 def backup_image(postgres_image: str) -> str:
-    """Build the repo's backup Dockerfile, as the program does, on ``postgres_image`` (the
-    database image, which carries pgBackRest)."""
-    argv = [
-        "docker",
-        "build",
-        "--file",
-        str(BACKUP_DOCKERFILE),
-        "--build-arg",
-        f"POSTGRES_IMAGE={postgres_image}",
-        "--tag",
-        BACKUP_TAG,
-        str(REPO_ROOT),
-    ]
-    what = f"building {BACKUP_DOCKERFILE.relative_to(REPO_ROOT)}"
-    return built_once_per_run("backup-image", BACKUP_TAG, lambda: run_step(argv, what))
+    """The repo's backup Dockerfile on ``postgres_image`` (the database image, which carries
+    pgBackRest)."""
+    return _repo_image(BACKUP_DOCKERFILE, postgres_image, BACKUP_TAG, "backup-image")
 
 
 FRONTEND_TAG = "astats-test/frontend:latest"

@@ -4,14 +4,16 @@ local Docker engine, and removed afterwards, on failure too."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -68,6 +70,46 @@ def write_stack_config(project: Project, images: StandIns, port: int) -> None:
         config[f"astats:{service}"]["build"]["dockerfile"] = "Dockerfile.e2e"
     path = project.root / f"Pulumi.{project.stack}.yaml"
     path.write_text(yaml.safe_dump({"config": config}, sort_keys=True))
+
+
+@contextlib.contextmanager
+def stack_of_its_own(
+    images: StandIns, prefix: str, edit: Callable[[dict[str, Any]], None] | None = None
+) -> Iterator[tuple[Project, int]]:
+    """A stack for one test module: the dev settings on the stand-ins and a free port, `edit`
+    applied to its `config:` block, its secrets set, not yet up; removed afterwards with all it
+    left on the engine (volumes and images by label and name)."""
+    stack = f"{prefix}-{secrets.token_hex(3)}"
+    scratch = Path(tempfile.mkdtemp(prefix=f"astats-{prefix}-"))
+    project = Project.create(scratch, stack)
+    port = free_port()
+    try:
+        project.init()
+        write_stack_config(project, images, port)
+        if edit is not None:
+            path = project.root / f"Pulumi.{stack}.yaml"
+            config = yaml.safe_load(path.read_text())
+            edit(config["config"])
+            path.write_text(yaml.safe_dump(config, sort_keys=True))
+        project.set_config("astats:dbPassword", secrets.token_urlsafe(24), secret=True)
+        project.set_config("astats:secretKey", secrets.token_urlsafe(32), secret=True)
+        yield project, port
+    finally:
+        project.destroy(check=False)
+        project.remove_stack()
+        remove_stack_leftovers(stack)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+ARCHIVE_TIMEOUT_S = 10
+
+
+def archiving_quickly(config: dict[str, Any]) -> None:
+    """WAL archived at least every 10 s when idle; no dump drills (their time is not tested
+    here)."""
+    backup = config.setdefault("astats:backup", {})
+    backup["drills"] = False
+    backup["pitr"] = {"archiveTimeoutS": ARCHIVE_TIMEOUT_S}
 
 
 @dataclass

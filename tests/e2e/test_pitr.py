@@ -11,26 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import free_port, remove_stack_leftovers, write_stack_config
+from tests.e2e.conftest import ARCHIVE_TIMEOUT_S, archiving_quickly, stack_of_its_own
 from tests.e2e.engine import Project, labelled
 from tests.e2e.images import StandIns
 
-ARCHIVE_TIMEOUT_S = 10
 WRITE_EVERY_S = 0.1
 
 
@@ -90,34 +85,17 @@ def docker(*args: str) -> str:
     return result.stdout
 
 
+def archiving_protected(config: dict[str, Any]) -> None:
+    archiving_quickly(config)
+    # Protected as in prod: the second restore must unprotect the first one's volume.
+    config["astats:database"]["protectVolume"] = True
+
+
 @pytest.fixture(scope="module")
 def pitr(images: StandIns) -> Iterator[PitrDeployment]:
-    stack = f"e2e-pitr-{secrets.token_hex(3)}"
-    scratch = Path(tempfile.mkdtemp(prefix="astats-e2e-pitr-"))
-    project = Project.create(scratch, stack)
-    try:
-        project.init()
-        write_stack_config(project, images, free_port())
-        path = project.root / f"Pulumi.{stack}.yaml"
-        config = yaml.safe_load(path.read_text())
-        backup = config["config"].setdefault("astats:backup", {})
-        backup["drills"] = False
-        backup["pitr"] = {"archiveTimeoutS": ARCHIVE_TIMEOUT_S, "drillEveryHours": 24}
-        # Protected as in prod: the second restore must unprotect the first one's volume.
-        config["config"]["astats:database"]["protectVolume"] = True
-        path.write_text(yaml.safe_dump(config, sort_keys=True))
-        project.set_config("astats:dbPassword", secrets.token_urlsafe(24), secret=True)
-        project.set_config("astats:secretKey", secrets.token_urlsafe(32), secret=True)
+    with stack_of_its_own(images, "e2e-pitr", archiving_protected) as (project, _):
         project.up()
         yield PitrDeployment(project)
-    finally:
-        project.destroy(check=False)
-        project.remove_stack()
-        remove_stack_leftovers(stack)
-        for volume in docker("volume", "ls", "-q").split():
-            if volume.startswith(f"astats-{stack}-"):
-                subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def wait_for_a_physical_backup(deployment: PitrDeployment, budget_s: float = 300) -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.console.plan_fixtures import save
-from tests.e2e.conftest import free_port, remove_stack_leftovers, write_stack_config
+from tests.e2e.conftest import stack_of_its_own
 from tests.e2e.engine import Project, Result
 from tests.e2e.images import StandIns
 from tests.e2e.test_rollout import write_migration
@@ -63,22 +61,9 @@ class Planned:
 
 @pytest.fixture(scope="module")
 def planned(images: StandIns) -> Iterator[Planned]:
-    stack = f"e2e-plan-{secrets.token_hex(3)}"
-    scratch = Path(tempfile.mkdtemp(prefix="astats-e2e-plan-"))
-    project = Project.create(scratch, stack)
-    try:
-        project.init()
-        port = free_port()
-        write_stack_config(project, images, port)
-        project.set_config("astats:dbPassword", secrets.token_urlsafe(24), secret=True)
-        project.set_config("astats:secretKey", secrets.token_urlsafe(32), secret=True)
+    with stack_of_its_own(images, "e2e-plan") as (project, port):
         project.up()
         yield Planned(project, port)
-    finally:
-        project.destroy(check=False)
-        project.remove_stack()
-        remove_stack_leftovers(stack)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_a_stack_as_deployed_plans_nothing_and_exits_0(planned: Planned) -> None:

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,9 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.e2e.conftest import free_port, remove_stack_leftovers, write_stack_config
+from tests.e2e.conftest import archiving_quickly, stack_of_its_own
 from tests.e2e.engine import Project
 from tests.e2e.images import StandIns
 from tests.e2e.traffic import SteadyLoad
@@ -112,40 +108,12 @@ def image_id(reference: str) -> str:
 
 @pytest.fixture(scope="module")
 def stack(images: StandIns) -> Iterator[Stack]:
-    name = f"e2e-rb-{secrets.token_hex(3)}"
-    scratch = Path(tempfile.mkdtemp(prefix="astats-e2e-rollback-"))
-    project = Project.create(scratch, name)
-    port = free_port()
-    try:
-        project.init()
-        write_stack_config(project, images, port)
-        path = project.root / f"Pulumi.{name}.yaml"
-        config = yaml.safe_load(path.read_text())
-        backup = config["config"].setdefault("astats:backup", {})
-        backup["drills"] = False
-        backup["pitr"] = {"archiveTimeoutS": 10}
-        path.write_text(yaml.safe_dump(config, sort_keys=True))
-        project.set_config("astats:dbPassword", secrets.token_urlsafe(24), secret=True)
-        project.set_config("astats:secretKey", secrets.token_urlsafe(32), secret=True)
-        project.up()
-        yield Stack(project, f"http://127.0.0.1:{port}")
-    finally:
-        print(f"\nrollback measurements: {json.dumps(MEASURED)}")
-        project.destroy(check=False)
-        project.remove_stack()
-        remove_stack_leftovers(name)
-        for volume in subprocess.run(
-            ["docker", "volume", "ls", "-q"], capture_output=True, text=True
-        ).stdout.split():
-            if volume.startswith(f"astats-{name}-"):
-                subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True)
-        for image in subprocess.run(
-            ["docker", "images", "-q", "--filter", f"label=astats.stack={name}"],
-            capture_output=True,
-            text=True,
-        ).stdout.split():
-            subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+    with stack_of_its_own(images, "e2e-rb", archiving_quickly) as (project, port):
+        try:
+            project.up()
+            yield Stack(project, f"http://127.0.0.1:{port}")
+        finally:
+            print(f"\nrollback measurements: {json.dumps(MEASURED)}")
 
 
 def test_a_rollback_takes_code_and_schema_back_and_keeps_the_rows(stack: Stack) -> None:
