@@ -13,15 +13,10 @@ import httpx
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.resend import get_as_a_browser
+
 MAX_REQUESTS = 200_000
 MAX_SECONDS = 900.0
-
-
-# What httpx says when a kept-alive connection is closed as a request goes out on it: the
-# race every HTTP/1.1 client meets when a server closes an idle connection (nginx's old
-# workers do on each graceful reload). Browsers resend an idempotent request on a new
-# connection then (RFC 9112, 9.3.1), so this load does too, once, and counts it.
-CLOSED_IDLE = "Server disconnected without sending a response."
 
 
 @dataclass
@@ -97,13 +92,9 @@ class SteadyLoad:
                 self.report.requests += 1
                 started = time.monotonic()
                 try:
-                    try:
-                        answer = client.get(path, extensions=extensions)
-                    except httpx.RemoteProtocolError as error:
-                        if str(error) != CLOSED_IDLE:
-                            raise
+                    answer, resent = get_as_a_browser(client, path, extensions=extensions)
+                    if resent:
                         self.report.resent.append(path)
-                        answer = client.get(path, extensions=extensions)
                     if answer.status_code >= 500:
                         self.report.failures.append(f"{path}: HTTP {answer.status_code}")
                 except httpx.HTTPError as error:

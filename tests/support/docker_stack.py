@@ -85,6 +85,7 @@ class DockerStack:
     """What each step printed, by its logical name."""
     _networks: list[str] = field(default_factory=list)
     _volumes: list[str] = field(default_factory=list)
+    _stacks: set[str] = field(default_factory=set)
 
     def replacements(self) -> dict[str, str]:
         """Mocked image ids -> the stand-ins' tags; mocked container ids -> container names."""
@@ -126,7 +127,9 @@ class DockerStack:
 
     def _container(self, resource: Registered, inputs: Mapping[str, Any]) -> None:
         name = resource.outputs["name"]
-        service = {i["label"]: i["value"] for i in inputs["labels"]}["astats.service"]
+        labels = {i["label"]: i["value"] for i in inputs["labels"]}
+        service = labels["astats.service"]
+        self._stacks.add(labels["astats.stack"])
         ports = [
             f"--publish={p['ip']}:{int(p['external'])}:{int(p['internal'])}"
             for p in inputs.get("ports", [])
@@ -174,3 +177,13 @@ class DockerStack:
             docker("volume", "rm", "--force", volume, check=False)
         for network in reversed(self._networks):
             docker("network", "rm", network, check=False)
+        # The release step's images (components/files/record-release.sh) carry the stack's label.
+        for stack in self._stacks:
+            listed = docker(
+                "images",
+                "--quiet",
+                f"--filter=label=astats.stack={stack}",
+                "--filter=label=astats.release",
+            )
+            for image in set(listed.stdout.split()):
+                docker("rmi", "--force", image, check=False)
