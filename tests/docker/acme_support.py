@@ -12,8 +12,6 @@ so it validates HTTP-01 on the host port nginx publishes HTTP on, as Let's Encry
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -31,9 +29,6 @@ from typing import Any
 
 import pulumi
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from components.acme import CERTS_DIR, PROGRAM, WEBROOT_DIR, acme_spec, placeholder_step
 from components.config import (
@@ -58,7 +53,7 @@ from tests.proxy.harness import free_port
 from tests.pulumi_harness import COMMAND, Graph, register
 from tests.support.ci import unavailable
 from tests.support.docker import create_args, create_flags, docker, hardened, run_step
-from tests.support.pki import ca_certificate
+from tests.support.pki import server_certificate
 
 PEBBLE = "pebble"
 CHALLTESTSRV = "pebble-challtestsrv"
@@ -115,53 +110,6 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 60) -> N
         time.sleep(0.2)
 
 
-def pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def listener_certificate(directory: Path, addresses: list[str]) -> tuple[str, Path, Path]:
-    """A CA, and a certificate it signs for `addresses` (IPs); the CA's PEM and the paths of
-    the certificate and its key."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = ca_certificate("astats test pebble listener CA", ca_key, None, now, path_length=0, days=1)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble")]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
-                + [x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "listener.pem", directory / "listener.key"
-    cert_path.write_text(pem(cert))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return pem(ca), cert_path, key_path
-
-
 @dataclass
 class Pebble:
     """pebble and its DNS on the host, for one test."""
@@ -181,7 +129,11 @@ class Pebble:
         return f"https://{self.gateway}:{self.port}/dir"
 
     def start(self) -> None:
-        self.ca_pem, cert, key = listener_certificate(self.workdir, [self.gateway, "127.0.0.1"])
+        listener = server_certificate(
+            self.workdir, "listener", "pebble", [self.gateway, "127.0.0.1"]
+        )
+        self.ca_pem = listener.ca.read_text()
+        cert, key = listener.cert, listener.key
         dns_port, challenge_port = free_port(), free_port()
         config = {
             "pebble": {

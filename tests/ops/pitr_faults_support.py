@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import shlex
@@ -18,17 +16,11 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from tests.ops.pitr_support import SERVER_BIN, Archiving, as_postgres, chown_postgres, wait_for
-from tests.support.pki import ca_certificate
+from tests.support.pki import ServerCertificate, server_certificate
 from tests.support.postgres import OS_USER, free_tcp_port
 
 SEGMENTS_PER_LOG = 0x100  # 16 MiB segments: 00..FF in each 4 GiB "log"
@@ -204,47 +196,11 @@ def restored_answer(archiving: Archiving, label: str, sql: str, env: dict[str, s
 # --- S3 over HTTPS ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Certificate:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def s3_certificate(directory: Path, host: str) -> Certificate:
+def s3_certificate(directory: Path, host: str) -> ServerCertificate:
     """A throwaway CA and a server certificate it signs for localhost and ``host`` (an IP;
-    pgBackRest 2.45 checks DNS names only, so the endpoint is localhost)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = ca_certificate("astats test S3 CA", ca_key, None, now, path_length=0, days=1)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    found = Certificate(directory / "ca.pem", directory / "s3.pem", directory / "s3.key")
-    found.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    found.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    found.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    pgBackRest 2.45 checks DNS names only, so the endpoint is localhost), readable by the
+    database's OS user."""
+    found = server_certificate(directory, "s3", host, [host])
     directory.chmod(0o755)
     found.ca.chmod(0o644)
     return found
@@ -256,7 +212,7 @@ class TlsProxy:
     connection, so the port refuses connections until ``start`` listens on the same port again;
     the upstream keeps its state."""
 
-    def __init__(self, upstream_port: int, certificate: Certificate) -> None:
+    def __init__(self, upstream_port: int, certificate: ServerCertificate) -> None:
         self.upstream_port = upstream_port
         self.certificate = certificate
         self.port = free_tcp_port()
@@ -321,7 +277,7 @@ class TlsProxy:
 
 
 @contextlib.contextmanager
-def https_s3(directory: Path) -> Iterator[tuple[TlsProxy, Certificate, str]]:
+def https_s3(directory: Path) -> Iterator[tuple[TlsProxy, ServerCertificate, str]]:
     """moto's S3 on plain HTTP, and a TLS proxy in front of it: (proxy, its certificate, the
     plain endpoint URL for boto3)."""
     from moto.server import ThreadedMotoServer
