@@ -52,6 +52,23 @@ def labelled(stack: str, listing: Sequence[str] = ("ps", "-aq")) -> list[str]:
     ).stdout.split()
 
 
+def running(stack: str, service: str) -> str:
+    """The id of the one running container of `service` in `stack`."""
+    ids = labelled(stack, ("ps", "-q", "--filter", f"label=astats.service={service}"))
+    assert len(ids) == 1, f"{stack}: running {service} containers: {ids}"
+    return ids[0]
+
+
+def psql(stack: str, sql: str) -> str:
+    """`sql` through psql in the stack's database container, as the app's role: its unaligned
+    output; an error fails the test with psql's message."""
+    argv = ["docker", "exec", "-u", "postgres", running(stack, "db"), "psql", "-X", "-At"]
+    argv += ["-v", "ON_ERROR_STOP=1", "-h", "/var/run/postgresql", "-U", "astats", "-d", "astats"]
+    done = subprocess.run([*argv, "-c", sql], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"psql {sql!r}: {done.stderr}"
+    return done.stdout.strip()
+
+
 def copy_tree(destination: Path) -> None:
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import ARCHIVE_TIMEOUT_S, archiving_quickly, stack_of_its_own
-from tests.e2e.engine import Project, labelled
+from tests.e2e.engine import Project, psql, running
 from tests.e2e.images import StandIns
 
 WRITE_EVERY_S = 0.1
@@ -38,33 +38,10 @@ class PitrDeployment:
         return self.project.stack
 
     def container(self, service: str) -> str:
-        for cid in labelled(self.stack):
-            labels = json.loads(docker("inspect", "-f", "{{json .Config.Labels}}", cid))
-            state = docker("inspect", "-f", "{{.State.Status}}", cid).strip()
-            if labels.get("astats.service") == service and state == "running":
-                return cid
-        raise AssertionError(f"no running {service} container in {self.stack}")
+        return running(self.stack, service)
 
     def psql(self, sql: str) -> str:
-        return docker(
-            "exec",
-            "-u",
-            "postgres",
-            self.container("db"),
-            "psql",
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "/var/run/postgresql",
-            "-U",
-            "astats",
-            "-d",
-            "astats",
-            "-c",
-            sql,
-        ).strip()
+        return psql(self.stack, sql)
 
     def astats(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
         env = self.project.env | {"PATH": os.environ["PATH"]}

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.conftest import free_port, remove_stack_leftovers, write_stack_config
-from tests.e2e.engine import REPO, Project, copy_tree, labelled, read_events, steps
+from tests.e2e.engine import REPO, Project, copy_tree, psql, read_events, running, steps
 from tests.e2e.images import StandIns
 
 BEFORE_ARCHIVING = "0ca5c39"
@@ -33,38 +33,16 @@ def unpack_release(commit: str, destination: Path) -> None:
         tar.extractall(destination, filter="data")
 
 
-def running(stack: str, service: str) -> str:
-    for cid in labelled(stack):
-        inspected = json.loads(
-            subprocess.run(["docker", "inspect", cid], capture_output=True, text=True).stdout
-        )[0]
-        if (
-            inspected["Config"]["Labels"].get("astats.service") == service
-            and inspected["State"]["Status"] == "running"
-        ):
-            return cid
-    raise AssertionError(f"no running {service} container")
-
-
-def psql(stack: str, sql: str) -> str:
+def data_volume(container: str) -> str:
+    """The volume mounted at the database container's data directory."""
     return subprocess.run(
         [
             "docker",
-            "exec",
-            "-u",
-            "postgres",
-            running(stack, "db"),
-            "psql",
-            "-X",
-            "-At",
-            "-U",
-            "astats",
-            "-d",
-            "astats",
-            "-h",
-            "/var/run/postgresql",
-            "-c",
-            sql,
+            "inspect",
+            "-f",
+            '{{range .Mounts}}{{if eq .Destination "/var/lib/postgresql/data"}}{{.Name}}'
+            "{{end}}{{end}}",
+            container,
         ],
         capture_output=True,
         text=True,
@@ -90,19 +68,7 @@ def test_an_earlier_stack_turns_archiving_on_with_one_database_restart(
         project.set_config("astats:secretKey", secrets.token_urlsafe(32), secret=True)
         project.up()
         psql(stack, "CREATE TABLE kept (n int); INSERT INTO kept SELECT generate_series(1, 500)")
-        volume = subprocess.run(
-            [
-                "docker",
-                "inspect",
-                "-f",
-                '{{range .Mounts}}{{if eq .Destination "/var/lib/postgresql/data"}}{{.Name}}'
-                "{{end}}{{end}}",
-                running(stack, "db"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        volume = data_volume(running(stack, "db"))
 
         # This release's program, the stack's config as it was.
         config = (root / f"Pulumi.{stack}.yaml").read_text()
@@ -131,19 +97,7 @@ def test_an_earlier_stack_turns_archiving_on_with_one_database_restart(
         project.up()
         assert psql(stack, "SELECT count(*) FROM kept") == "500"
         db = running(stack, "db")
-        still = subprocess.run(
-            [
-                "docker",
-                "inspect",
-                "-f",
-                '{{range .Mounts}}{{if eq .Destination "/var/lib/postgresql/data"}}{{.Name}}'
-                "{{end}}{{end}}",
-                db,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        still = data_volume(db)
         assert still == volume
         subprocess.run(
             ["docker", "exec", "-u", "postgres", db, "pgbackrest", "check"],

@@ -54,6 +54,16 @@ class Planned:
             save(case, json.loads(bare.stdout), self.project.stack, self.port)
         return Result(argv, done.returncode, done.stdout, done.stderr)
 
+    def plan_with(self, case: str, key: str, value: str, *, secret: bool = False) -> Result:
+        """The plan with one setting changed; the stack's config file is put back after."""
+        config = self.project.root / f"Pulumi.{self.project.stack}.yaml"
+        kept = config.read_text()
+        self.project.set_config(key, value, secret=secret, path=True)
+        try:
+            return self.plan(case)
+        finally:
+            config.write_text(kept)
+
     @property
     def backend_context(self) -> Path:
         return self.project.root / "examples" / "demo-app" / "backend"
@@ -73,12 +83,7 @@ def test_a_stack_as_deployed_plans_nothing_and_exits_0(planned: Planned) -> None
 
 
 def test_an_env_change_replaces_the_backend_behind_the_switch(planned: Planned) -> None:
-    project = planned.project
-    project.set_config("astats:backend.env.PLAN_GREETING", "hello", path=True)
-    try:
-        result = planned.plan("backend-env")
-    finally:
-        project.remove_config("astats:backend.env", path=True)
+    result = planned.plan_with("backend-env", "astats:backend.env.PLAN_GREETING", "hello")
     assert result.returncode == 2, result.output
     assert "backend is replaced create-before-delete" in result.stdout
     assert "no request is dropped (envs changed)" in result.stdout
@@ -109,12 +114,8 @@ def test_a_new_migration_names_the_backup_the_migration_and_the_new_file(
 
 
 def test_a_new_data_volume_is_danger_and_exits_3(planned: Planned) -> None:
-    project = planned.project
-    project.set_config("astats:database.volumeName", f"{project.stack}-other-data", path=True)
-    try:
-        result = planned.plan("data-volume")
-    finally:
-        project.remove_config("astats:database.volumeName", path=True)
+    other = f"{planned.project.stack}-other-data"
+    result = planned.plan_with("data-volume", "astats:database.volumeName", other)
     assert result.returncode == 3, result.output
     assert "DANGER: data volume pgdata" in result.stdout
     assert "db is replaced delete-before-replace: refused connections for about" in result.stdout
@@ -122,15 +123,8 @@ def test_a_new_data_volume_is_danger_and_exits_3(planned: Planned) -> None:
 
 
 def test_a_rotated_secret_is_named_by_key_only(planned: Planned) -> None:
-    project = planned.project
-    config = project.root / f"Pulumi.{project.stack}.yaml"
-    kept = config.read_text()
     value = secrets.token_urlsafe(32)
-    project.set_config("astats:secretKey", value, secret=True)
-    try:
-        result = planned.plan("secret-rotation")
-    finally:
-        config.write_text(kept)
+    result = planned.plan_with("secret-rotation", "astats:secretKey", value, secret=True)
     assert result.returncode == 2, result.output
     assert "secrets changed since the last update (keys only): astats:secretKey" in result.stdout
     assert value not in result.output

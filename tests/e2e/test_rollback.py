@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import archiving_quickly, stack_of_its_own
-from tests.e2e.engine import Project
+from tests.e2e.engine import Project, running
 from tests.e2e.images import StandIns
 from tests.e2e.traffic import SteadyLoad
 
@@ -65,23 +65,8 @@ class Stack:
         return str(httpx.get(f"{self.url}/api/db", timeout=10).json()["revision"])
 
     def backend_image(self) -> str:
-        ids = subprocess.run(
-            [
-                "docker",
-                "ps",
-                "-q",
-                "--filter",
-                f"label=astats.stack={self.name}",
-                "--filter",
-                "label=astats.service=backend",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        assert len(ids) == 1, ids
         return subprocess.run(
-            ["docker", "inspect", "-f", "{{.Image}}", ids[0]],
+            ["docker", "inspect", "-f", "{{.Image}}", running(self.name, "backend")],
             capture_output=True,
             text=True,
             check=True,
