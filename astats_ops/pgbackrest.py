@@ -100,6 +100,12 @@ class StanzaInfo:
     def newest(self) -> PhysicalBackup | None:
         return self.backups[-1] if self.backups else None
 
+    @property
+    def earliest_target(self) -> datetime | None:
+        """The earliest moment a restore reaches: the end of the oldest backup (a backup is
+        consistent only from its end)."""
+        return min((b.stopped_at for b in self.backups), default=None)
+
     def newest_of(self, kind: str) -> PhysicalBackup | None:
         return next((b for b in reversed(self.backups) if b.type == kind), None)
 

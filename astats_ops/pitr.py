@@ -344,14 +344,14 @@ def backups_block(env: Mapping[str, str]) -> dict[str, Any]:
         info = read_info(env)
     except OpsError as exc:
         return {"error": str(exc)}
-    newest = info.newest
+    newest, earliest = info.newest, info.earliest_target
     error = None
     if info.status_code not in (0, 2):
         # 2 is "no valid backups", which `newest_backup: null` already says.
         error = f"pgbackrest info: stanza {info.name}: {info.status_message}"
     return {
         "newest_backup": None if newest is None else newest.as_status(),
-        "oldest_backup_at": isoformat(info.backups[0].started_at) if info.backups else None,
+        "oldest_backup_at": None if earliest is None else isoformat(earliest),
         "backups": len(info.backups),
         "repo_bytes": repo_bytes(env),
         "error": error,

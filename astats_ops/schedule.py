@@ -23,9 +23,10 @@ With ``--pitr`` each run also ensures pgBackRest's stanza, takes the physical ba
 (see :func:`astats_ops.pitr.due_backup`) and the physical drill that is due (every
 ``--pitr-drill-every-hours``, and at every run after one failed), and the status file gets a
 ``"pitr"`` block (:mod:`astats_ops.pitr`; ``checked_at``, ``archive``, ``newest_backup``,
-``oldest_backup_at``, ``backups``, ``repo_bytes``, ``last_backup_run``, ``last_drill``,
-``error``). Between runs the loop wakes every ``--pitr-archive-timeout-s`` to refresh its
-``archive`` and alerts when a new archive problem appears.
+``oldest_backup_at`` (the oldest backup's end, where restores reach back to), ``backups``,
+``repo_bytes``, ``last_backup_run``, ``last_drill``, ``error``). Between runs the loop wakes
+every ``--pitr-archive-timeout-s`` to refresh its ``archive`` and alerts when a new archive
+problem appears.
 
 Times are ISO 8601 UTC. ``health`` passes when the last finished run succeeded within
 ``--max-age-minutes``, or, before any run has finished, while the loop started less than

@@ -159,7 +159,7 @@ def test_full_then_diff_then_full_and_retention_expires_the_oldest_full(
     fulls = [b for b in read_info(env).backups if b.type == "full"]
     assert len(fulls) == 2, "repo1-retention-full=2 expired the oldest full and its diff"
     assert [b.type for b in read_info(env).backups] == ["full", "full"]
-    assert third["oldest_backup_at"] == fulls[0].as_status()["started_at"]
+    assert third["oldest_backup_at"] == fulls[0].as_status()["stopped_at"]
     assert third["repo_bytes"] > 0  # type: ignore[operator]
     assert third["archive"]["failing"] is False  # type: ignore[index]
     assert third["error"] is None

@@ -119,6 +119,6 @@ def test_pitr_status_lists_the_backup(backed_up: Archiving) -> None:
     assert shown.returncode == 0, shown.stderr
     block = json.loads(shown.stdout)
     assert block["backups"] == 1 and block["newest_backup"]["type"] == "full"
-    assert block["oldest_backup_at"] == block["newest_backup"]["started_at"]
+    assert block["oldest_backup_at"] == block["newest_backup"]["stopped_at"]
     assert block["archive"]["failing"] is False and block["problems"] == []
     assert block["archive_timeout_s"] == 60, "the server's archive_timeout is 0 (off)"
