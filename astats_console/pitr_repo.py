@@ -9,7 +9,6 @@ database's image with the repository volume mounted read-only.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,6 +20,8 @@ from docker.types import Mount
 from astats_console.engine import ExecResult
 from astats_console.errors import ConsoleError, one_line
 from astats_console.stack import Stack
+from astats_ops.errors import OpsError
+from astats_ops.pgbackrest import StanzaInfo, parse_info
 
 REPOSITORY_MOUNT = "/var/lib/pgbackrest"
 PGDATA = "/var/lib/postgresql/data"
@@ -40,46 +41,6 @@ def parse_time(text: str) -> datetime:
             "(UTC unless it names a zone)"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class PhysicalBackup:
-    label: str
-    kind: str
-    started: datetime
-    stopped: datetime
-
-
-@dataclass(frozen=True)
-class RepositoryInfo:
-    backups: list[PhysicalBackup]
-    archive_max: str | None
-
-    @property
-    def earliest(self) -> datetime | None:
-        """The earliest moment a restore can reach: the end of the oldest backup."""
-        return min((b.stopped for b in self.backups), default=None)
-
-
-def parse_info(text: str) -> RepositoryInfo:
-    """`pgbackrest info --output=json` for the one stanza."""
-    try:
-        stanzas = json.loads(text)
-        stanza = stanzas[0]
-        backups = [
-            PhysicalBackup(
-                label=b["label"],
-                kind=b["type"],
-                started=datetime.fromtimestamp(b["timestamp"]["start"], UTC),
-                stopped=datetime.fromtimestamp(b["timestamp"]["stop"], UTC),
-            )
-            for b in stanza.get("backup", [])
-            if not b.get("error")
-        ]
-        archives = [a.get("max") for a in stanza.get("archive", []) if a.get("max")]
-    except (ValueError, LookupError, TypeError) as exc:
-        raise ConsoleError(f"pgbackrest info gave no stanza this console can read: {exc}") from None
-    return RepositoryInfo(sorted(backups, key=lambda b: b.stopped), max(archives, default=None))
 
 
 @dataclass(frozen=True)
@@ -226,8 +187,12 @@ def run_tool(
     return ExecResult(code, stdout, stderr)
 
 
-def repository_info(client: DockerClient, repo: Repository) -> RepositoryInfo:
+def repository_info(client: DockerClient, repo: Repository) -> StanzaInfo:
+    """`pgbackrest info`, read as the scheduler reads it (astats_ops.pgbackrest)."""
     result = run_tool(client, repo, ["pgbackrest", "info", "--output=json"], what="pgbackrest info")
     if not result.ok:
         raise ConsoleError(f"pgbackrest info failed: {result.error_text()}; nothing was changed")
-    return parse_info(result.stdout)
+    try:
+        return parse_info(result.stdout)
+    except OpsError as exc:
+        raise ConsoleError(f"{exc}; nothing was changed") from None

@@ -242,11 +242,12 @@ def run_pitr_restore(
     repo = find_repository(client, stack)
     info = repository_info(client, repo)
     now = datetime.now(UTC)
-    check_target(request, info.earliest, now)
+    earliest = info.earliest_target
+    check_target(request, earliest, now)
     steps.say(
         f"repository: {len(info.backups)} backup{'' if len(info.backups) == 1 else 's'}, "
         "restorable from "
-        f"{info.earliest.isoformat(timespec='seconds') if info.earliest else '-'}"
+        f"{earliest.isoformat(timespec='seconds') if earliest else '-'}"
         f", WAL archived up to {info.archive_max or '-'}"
     )
     live = [c for c in stack.containers("db", running=True)]
