@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.ops.helpers import REPO_ROOT
+from tests.ops.helpers import REPO_ROOT, schedule_args
 from tests.support.ci import unavailable
 from tests.support.postgres import (
     OS_USER,
@@ -73,6 +73,11 @@ class Archiving:
     @property
     def spool(self) -> Path:
         return self.root / "spool"
+
+    def schedule_args(self, *extra: str) -> list[str | Path]:
+        """`schedule` on this cluster's backups volume and status file, archiving on, no dump
+        drill."""
+        return schedule_args(self.dest, self.status_file, "--no-drill", "--pitr", *extra)
 
     def pgbackrest_env(self, **overrides: str) -> dict[str, str]:
         env = {

@@ -7,7 +7,6 @@ import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -108,20 +107,7 @@ def test_full_then_diff_then_full_and_retention_expires_the_oldest_full(
 ) -> None:
     archiving.wait_archived(archiving.switch_wal())
     env = archiving.env()
-    common: list[str | Path] = [
-        "schedule",
-        "--once",
-        "--no-drill",
-        "--dest",
-        archiving.dest,
-        "--interval-minutes",
-        "60",
-        "--status-file",
-        archiving.status_file,
-        "--pitr",
-        "--pitr-drill-every-hours",
-        "1000",
-    ]
+    common = archiving.schedule_args("--once", "--pitr-drill-every-hours", "1000")
 
     def run(full_hours: str, diff_hours: str) -> dict[str, object]:
         result = run_ops(

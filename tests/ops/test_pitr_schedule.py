@@ -29,18 +29,7 @@ def archiving() -> Iterator[Archiving]:
 
 def start_schedule(archiving: Archiving, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        ops_command(
-            "schedule",
-            "--dest",
-            archiving.dest,
-            "--interval-minutes",
-            "60",
-            "--status-file",
-            archiving.status_file,
-            "--no-drill",
-            "--pitr",
-            *extra,
-        ),
+        ops_command(*archiving.schedule_args(*extra)),
         env=env,
         stderr=subprocess.PIPE,
         text=True,
